@@ -1,0 +1,109 @@
+"""`otel-tokencost demo`: sample traffic through the openai SDK to the local server, then the bill."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from typing import TextIO
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from . import instrument, uninstrument
+from .report import SpendReport
+from .server import LocalServer
+
+QUESTIONS = (
+    "What does a span measure in OpenTelemetry?",
+    "Name three reasons an LLM bill grows without explanation.",
+    "Explain prompt caching in one sentence.",
+)
+
+
+def _providers(report: SpendReport) -> tuple[TracerProvider, MeterProvider, bool]:
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "otel-tokencost-demo")})
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(report)
+    readers = []
+    exporting = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    if exporting:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    return tracer_provider, MeterProvider(resource=resource, metric_readers=readers), exporting
+
+
+def _sync_traffic(openai, base_url: str) -> None:
+    with openai.OpenAI(base_url=base_url, api_key="demo-key") as client:
+        for model in ("gpt-4o-mini", "gpt-4.1", "deepseek-chat"):
+            for question in QUESTIONS:
+                client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}])
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": QUESTIONS[0]}], stream=True
+        )
+        for _ in stream:
+            pass
+        client.embeddings.create(model="text-embedding-3-small", input=list(QUESTIONS))
+        client.responses.create(model="gpt-4.1", input=QUESTIONS[1])
+        client.chat.completions.create(model="my-finetune-v7", messages=[{"role": "user", "content": "hi"}])
+        with contextlib.suppress(
+            openai.InternalServerError
+        ):  # a failed call: a span with error.type, no cost
+            client.with_options(max_retries=0).chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "fail"}],
+                extra_headers={"x-mock-status": "500"},
+            )
+
+
+async def _async_traffic(openai, base_url: str) -> None:
+    async with openai.AsyncOpenAI(base_url=base_url, api_key="demo-key") as client:
+        calls = [
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": q}])
+            for q in QUESTIONS
+        ]
+        await asyncio.gather(*calls)
+        stream = await client.chat.completions.create(
+            model="gpt-4.1", messages=[{"role": "user", "content": QUESTIONS[2]}], stream=True
+        )
+        async for _ in stream:
+            pass
+
+
+def run(out: TextIO = sys.stdout) -> int:
+    """Run the demo; returns the process exit code."""
+    try:
+        import openai
+    except ImportError:
+        print('The demo needs the openai SDK: pip install "otel-tokencost[openai]"', file=out)
+        return 1
+    report = SpendReport()
+    tracer_provider, meter_provider, exporting = _providers(report)
+    instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    try:
+        with LocalServer() as server:
+            print(f"Local OpenAI-compatible server on {server.base_url}", file=out)
+            _sync_traffic(openai, server.base_url)
+            asyncio.run(_async_traffic(openai, server.base_url))
+    finally:
+        uninstrument()
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+    print(file=out)
+    print(report.table(), file=out)
+    print(file=out)
+    target = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    print(
+        f"Spans and metrics exported over OTLP to {target}."
+        if exporting
+        else "Set OTEL_EXPORTER_OTLP_ENDPOINT to export the spans and metrics over OTLP.",
+        file=out,
+    )
+    return 0

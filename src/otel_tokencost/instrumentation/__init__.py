@@ -1,0 +1,1 @@
+"""Patch points: each turns its transport's calls into engine calls."""

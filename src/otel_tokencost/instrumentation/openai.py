@@ -1,0 +1,186 @@
+"""The openai SDK patch point: `SyncAPIClient.request` and `AsyncAPIClient.request`.
+
+Every endpoint goes through one of these two methods, retries included, in openai 1.x, 2.x and 3.x,
+so one wrapper gives one span per logical call. This module turns a call into what the engine needs
+and hands back exactly what the SDK returned (or a transparent proxy of it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Collection
+from typing import Any
+
+import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
+
+from ..engine import Call, Telemetry, report_internal_error
+from ..operations import Operation, operation_for
+from ..package import _instruments_openai
+from ..providers import Endpoint, endpoint_for
+from ..stream import AsyncStreamProxy, StreamProxy
+
+STREAM_USAGE_ENV = "OTEL_TOKENCOST_STREAM_USAGE"
+
+
+class OpenAIInstrumentor(BaseInstrumentor):
+    """Spans, token usage and cost for every call of the openai SDK."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments_openai
+
+    def _instrument(self, **kwargs: Any) -> None:
+        telemetry = kwargs.get("telemetry") or Telemetry.from_config(
+            kwargs.get("tracer_provider"), kwargs.get("meter_provider"), kwargs.get("prices")
+        )
+        patch = _Patch(telemetry, inject_usage=os.environ.get(STREAM_USAGE_ENV, "inject").lower() != "off")
+        wrapt.wrap_function_wrapper("openai._base_client", "SyncAPIClient.request", patch.sync_request)
+        wrapt.wrap_function_wrapper("openai._base_client", "AsyncAPIClient.request", patch.async_request)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        from openai._base_client import AsyncAPIClient, SyncAPIClient
+
+        unwrap(SyncAPIClient, "request")
+        unwrap(AsyncAPIClient, "request")
+
+
+class _Patch:
+    """The two wrappers and what they share: starting the call and handling what the SDK returned."""
+
+    def __init__(self, telemetry: Telemetry, inject_usage: bool) -> None:
+        self.telemetry = telemetry
+        self.inject_usage = inject_usage
+        from openai import AsyncStream, Stream
+
+        self.stream_types = {Stream: StreamProxy, AsyncStream: AsyncStreamProxy}
+
+    def sync_request(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        started = self._start(instance, args, kwargs)
+        if started is None:
+            return wrapped(*args, **kwargs)
+        call, hide_usage_chunk = started
+        token = call.activate()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as error:
+            call.end(error)
+            raise
+        finally:
+            call.deactivate(token)
+        return self._returned(call, result, hide_usage_chunk)
+
+    async def async_request(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        started = self._start(instance, args, kwargs)
+        if started is None:
+            return await wrapped(*args, **kwargs)
+        call, hide_usage_chunk = started
+        token = call.activate()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as error:
+            call.end(error)
+            raise
+        finally:
+            call.deactivate(token)
+        return self._returned(call, result, hide_usage_chunk)
+
+    def _start(self, client: Any, args: tuple, kwargs: dict) -> tuple[Call, bool] | None:
+        """Start the call if this request is a priced endpoint; None to pass it through untouched."""
+        try:
+            options = args[1] if len(args) > 1 else kwargs["options"]
+            body = options.json_data
+            if options.method != "post" or body.__class__ is not dict:
+                return None
+            operation = operation_for(options.url)
+            if operation is None:
+                return None
+            call = self.telemetry.start(_endpoint(client), operation, body)
+            if call is None:
+                return None
+            hide = self._inject_stream_usage(options, body, operation)
+        except Exception:
+            report_internal_error("starting the openai span")
+            return None
+        return call, hide
+
+    def _inject_stream_usage(self, options: Any, body: dict, operation: Operation) -> bool:
+        """Ask for usage on a stream that did not; True when the extra usage chunk must be hidden."""
+        if not (self.inject_usage and operation.accepts_stream_options and body.get("stream") is True):
+            return False
+        stream_options = body.get("stream_options")
+        if isinstance(stream_options, dict) and stream_options.get("include_usage") is True:
+            return False
+        # The SDK builds json_data afresh for each call: replacing a key here touches nothing of the user's.
+        options.json_data = {**body, "stream_options": {**(stream_options or {}), "include_usage": True}}
+        return True
+
+    def _returned(self, call: Call, result: Any, hide_usage_chunk: bool) -> Any:
+        """Follow what the SDK returned: a model, a stream, or a raw response still to be parsed."""
+        try:
+            proxy = self.stream_types.get(type(result))
+            if proxy is not None:
+                return proxy(result, call, hide_usage_chunk)
+            if hasattr(result, "http_response") and hasattr(result, "parse"):
+                return self._raw_response(call, result, hide_usage_chunk)
+            call.read(result)
+            call.end()
+        except Exception:
+            report_internal_error("reading the openai result")
+            call.end()
+        return result
+
+    def _raw_response(self, call: Call, response: Any, hide_usage_chunk: bool) -> Any:
+        if type(response).__name__ == "LegacyAPIResponse" and not getattr(response, "_stream", False):
+            # `with_raw_response`: the body is read and parse() caches, so this costs the user nothing.
+            call.read(response.parse())
+            call.end()
+            return response
+        return RawResponseProxy(response, call, self, hide_usage_chunk)
+
+
+class RawResponseProxy(wrapt.ObjectProxy):
+    """`with_raw_response` streams and `with_streaming_response`: the call ends when parsed or closed."""
+
+    def __init__(self, response: Any, call: Call, patch: _Patch, hide_usage_chunk: bool) -> None:
+        super().__init__(response)
+        self._self_call = call
+        self._self_patch = patch
+        self._self_hide = hide_usage_chunk
+        self._self_parsed: Any = None
+
+    def parse(self, **kwargs: Any) -> Any:
+        if self._self_parsed is not None and not kwargs:
+            return self._self_parsed
+        parsed = self.__wrapped__.parse(**kwargs)
+        if inspect.isawaitable(parsed):
+            return self._await_parsed(parsed, kwargs)
+        return self._follow(parsed, kwargs)
+
+    async def _await_parsed(self, parsed: Any, kwargs: dict) -> Any:
+        return self._follow(await parsed, kwargs)
+
+    def _follow(self, parsed: Any, kwargs: dict) -> Any:
+        if self._self_call.ended:
+            return parsed
+        result = self._self_patch._returned(self._self_call, parsed, self._self_hide)
+        if not kwargs:
+            self._self_parsed = result
+        return result
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            if self._self_parsed is None:
+                self._self_call.end()
+
+    def __del__(self) -> None:
+        call = getattr(self, "_self_call", None)
+        if call is not None and not call.ended and self._self_parsed is None:
+            call.end()
+
+
+def _endpoint(client: Any) -> Endpoint:
+    return endpoint_for(str(client.base_url))

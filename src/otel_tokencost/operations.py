@@ -1,0 +1,167 @@
+"""OpenAI-compatible endpoints: which operation a URL path is, and how to read its responses.
+
+Readers work on the openai SDK's models and on decoded JSON alike, so every transport shares them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import names
+from .pricing import Usage
+
+
+def get(obj: Any, name: str) -> Any:
+    """A field of a decoded JSON object or of an SDK model; None when absent."""
+    if obj.__class__ is dict:
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def count(value: Any) -> int | None:
+    """A token count as the provider stated it, or None when it is not a usable count."""
+    if value.__class__ is int:
+        return value if value >= 0 else None
+    if value.__class__ is float and value >= 0 and value.is_integer():
+        return int(value)
+    return None
+
+
+def parse_usage(usage: Any) -> Usage | None:
+    """Usage in Chat Completions or Responses shape; subsets are clamped to their totals."""
+    if usage is None:
+        return None
+    input_tokens = count(get(usage, "prompt_tokens"))
+    output_tokens = count(get(usage, "completion_tokens"))
+    input_details = get(usage, "prompt_tokens_details")
+    output_details = get(usage, "completion_tokens_details")
+    if input_tokens is None and output_tokens is None:
+        input_tokens = count(get(usage, "input_tokens"))
+        output_tokens = count(get(usage, "output_tokens"))
+        input_details = get(usage, "input_tokens_details")
+        output_details = get(usage, "output_tokens_details")
+        if input_tokens is None and output_tokens is None:
+            return None
+    input_tokens = input_tokens or 0
+    output_tokens = output_tokens or 0
+    cached = count(get(input_details, "cached_tokens")) if input_details is not None else None
+    if cached is None:
+        cached = count(get(usage, "prompt_cache_hit_tokens"))  # DeepSeek
+    reasoning = count(get(output_details, "reasoning_tokens")) if output_details is not None else None
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=min(cached or 0, input_tokens),
+        reasoning_tokens=min(reasoning or 0, output_tokens),
+    )
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a response (or the chunks of a stream, as they pass) said about the call."""
+
+    response_model: str | None = None
+    response_id: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    chunks: int = 0
+
+
+def _read_choices(outcome: Outcome, body: Any) -> None:
+    outcome.response_model = get(body, "model") or outcome.response_model
+    outcome.response_id = get(body, "id") or outcome.response_id
+    choices = get(body, "choices")
+    if choices:
+        for choice in choices:
+            reason = get(choice, "finish_reason")
+            if reason:
+                outcome.finish_reasons.append(str(reason))
+    usage = get(body, "usage")
+    if usage is not None:
+        outcome.usage = parse_usage(usage) or outcome.usage
+
+
+def _read_embeddings(outcome: Outcome, body: Any) -> None:
+    outcome.response_model = get(body, "model") or outcome.response_model
+    outcome.usage = parse_usage(get(body, "usage"))
+
+
+def _read_response(outcome: Outcome, body: Any) -> None:
+    outcome.response_model = get(body, "model") or outcome.response_model
+    outcome.response_id = get(body, "id") or outcome.response_id
+    status = get(body, "status")
+    if status and status != "in_progress":
+        outcome.finish_reasons = [str(status)]
+    usage = get(body, "usage")
+    if usage is not None:
+        outcome.usage = parse_usage(usage) or outcome.usage
+
+
+def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
+    """Read one Chat Completions / Completions chunk; True when it is the usage-only chunk."""
+    if outcome.chunks == 0:
+        outcome.response_model = get(chunk, "model")
+        outcome.response_id = get(chunk, "id")
+    outcome.chunks += 1
+    choices = get(chunk, "choices")
+    if choices:
+        for choice in choices:
+            reason = get(choice, "finish_reason")
+            if reason:
+                outcome.finish_reasons.append(str(reason))
+    usage = get(chunk, "usage")
+    if usage is None:
+        extra = get(chunk, "x_groq")  # Groq reports streamed usage here
+        usage = get(extra, "usage") if extra is not None else None
+        if usage is None:
+            return False
+    outcome.usage = parse_usage(usage) or outcome.usage
+    return not choices
+
+
+def _read_response_event(outcome: Outcome, event: Any) -> bool:
+    """Read one Responses API stream event (never hidden: Responses always reports usage)."""
+    outcome.chunks += 1
+    if get(event, "type") in RESPONSE_EVENTS_WITH_BODY:
+        _read_response(outcome, get(event, "response"))
+    return False
+
+
+RESPONSE_EVENTS_WITH_BODY = frozenset(
+    {"response.created", "response.completed", "response.incomplete", "response.failed"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One OpenAI-compatible endpoint: its operation name and how its responses are read."""
+
+    name: str
+    api_type: str | None
+    read: Callable[[Outcome, Any], None]
+    read_chunk: Callable[[Outcome, Any], bool]
+    accepts_stream_options: bool
+
+
+CHAT_COMPLETIONS = Operation(names.CHAT, "chat_completions", _read_choices, _read_choices_chunk, True)
+RESPONSES = Operation(names.CHAT, "responses", _read_response, _read_response_event, False)
+COMPLETIONS = Operation(names.TEXT_COMPLETION, None, _read_choices, _read_choices_chunk, True)
+EMBEDDINGS = Operation(names.EMBEDDINGS, None, _read_embeddings, _read_choices_chunk, False)
+
+_BY_SUFFIX = (
+    ("/chat/completions", CHAT_COMPLETIONS),
+    ("/completions", COMPLETIONS),
+    ("/embeddings", EMBEDDINGS),
+    ("/responses", RESPONSES),
+)
+
+
+def operation_for(path: str) -> Operation | None:
+    """The operation a request path names, or None for any other endpoint."""
+    path = path.rstrip("/")
+    for suffix, operation in _BY_SUFFIX:
+        if path.endswith(suffix):
+            return operation
+    return None

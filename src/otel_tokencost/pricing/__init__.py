@@ -1,0 +1,18 @@
+"""Pricing: pure data and Decimal arithmetic, with no OpenTelemetry or openai import."""
+
+from .pricer import GENAI_PRICES, MODEL_ONLY, PRICES_FILE, Cost, Pricer
+from .prices_file import FileProvider, PricesFileError, load
+from .rates import Rate, Usage
+
+__all__ = [
+    "GENAI_PRICES",
+    "MODEL_ONLY",
+    "PRICES_FILE",
+    "Cost",
+    "FileProvider",
+    "Pricer",
+    "PricesFileError",
+    "Rate",
+    "Usage",
+    "load",
+]

@@ -1,0 +1,105 @@
+"""Which rate prices a call: the prices file, then genai-prices by base URL, then by model name alone."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+from . import genai
+from .genai import RateAt
+from .prices_file import FileProvider
+from .rates import Usage
+
+PRICES_FILE = "prices-file"
+GENAI_PRICES = "genai-prices"
+MODEL_ONLY = "genai-prices:model-only"
+MAX_CACHED = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """A priced call: `usd` always in USD; `billed` and `currency` as the price source states them."""
+
+    usd: Decimal
+    source: str
+    billed: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Quote:
+    rate_at: RateAt
+    source: str
+    usd_per_unit: Decimal
+
+
+class Pricer:
+    """Resolves each (base URL, model) once and caches it, so pricing a call is a dictionary hit."""
+
+    def __init__(self, file_providers: Sequence[FileProvider] = ()) -> None:
+        self._file_providers = sorted(file_providers, key=lambda entry: len(entry.match), reverse=True)
+        self._quotes: dict[tuple[str, str | None, str | None], _Quote | None] = {}
+        self._url_providers: dict[str, tuple[FileProvider | None, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def price(
+        self, base_url: str, response_model: str | None, request_model: str | None, usage: Usage, when_ns: int
+    ) -> Cost | None:
+        """The cost of `usage`, or None when no source knows the model."""
+        key = (base_url, response_model, request_model)
+        try:
+            quote = self._quotes[key]
+        except KeyError:
+            quote = self._resolve(base_url, response_model, request_model)
+            with self._lock:
+                if len(self._quotes) >= MAX_CACHED:
+                    self._quotes.clear()  # hostile or churning model names must not grow memory forever
+                self._quotes[key] = quote
+        if quote is None:
+            return None
+        rate = quote.rate_at(when_ns)
+        billed = rate.cost(usage)
+        usd = billed if quote.usd_per_unit == 1 else billed * quote.usd_per_unit
+        return Cost(usd=usd, source=quote.source, billed=billed, currency=rate.currency)
+
+    def _resolve(self, base_url: str, *models: str | None) -> _Quote | None:
+        candidates = [model for model in models if model]
+        entry, url_provider = self._providers_for(base_url)
+        if entry is not None:
+            for model in candidates:
+                if model in entry.models:
+                    rate = entry.models[model]
+                    return _Quote(lambda _when_ns, rate=rate: rate, PRICES_FILE, entry.usd_per_unit)
+            if entry.prices_from is not None:
+                quote = _genai_quote(entry.prices_from, candidates, GENAI_PRICES)
+                if quote is not None:
+                    return quote
+        if url_provider is not None:
+            quote = _genai_quote(url_provider, candidates, GENAI_PRICES)
+            if quote is not None:
+                return quote
+            return None
+        return _genai_quote(None, candidates, MODEL_ONLY)
+
+    def _providers_for(self, base_url: str) -> tuple[FileProvider | None, str | None]:
+        """The longest matching prices-file entry and the genai-prices provider for a base URL."""
+        found = self._url_providers.get(base_url)
+        if found is None:
+            parts = urlsplit(base_url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            host = parts.hostname or ""
+            url = base_url.rstrip("/")
+            entry = next((item for item in self._file_providers if item.matches(host, port, url)), None)
+            found = self._url_providers[base_url] = (entry, genai.provider_for_url(base_url))
+        return found
+
+
+def _genai_quote(provider_id: str | None, models: list[str], source: str) -> _Quote | None:
+    for model in models:
+        rate_at = genai.find_rate(provider_id, model)
+        if rate_at is not None:
+            return _Quote(rate_at, source, Decimal(1))
+    return None

@@ -1,0 +1,70 @@
+"""Who serves a base URL: the `gen_ai.provider.name` and server attributes, worked out once per URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+# Host suffix -> gen_ai.provider.name (semantic-convention values where they exist).
+KNOWN_HOSTS = (
+    ("api.openai.com", "openai"),
+    ("openai.azure.com", "azure.ai.openai"),
+    ("cognitiveservices.azure.com", "azure.ai.openai"),
+    ("services.ai.azure.com", "azure.ai.inference"),
+    ("generativelanguage.googleapis.com", "gcp.gemini"),
+    ("aiplatform.googleapis.com", "gcp.vertex_ai"),
+    ("api.anthropic.com", "anthropic"),
+    ("api.deepseek.com", "deepseek"),
+    ("api.groq.com", "groq"),
+    ("api.mistral.ai", "mistral_ai"),
+    ("api.x.ai", "x_ai"),
+    ("api.perplexity.ai", "perplexity"),
+    ("api.cohere.ai", "cohere"),
+    ("api.cohere.com", "cohere"),
+    ("openrouter.ai", "openrouter"),
+    ("api.together.xyz", "together_ai"),
+    ("api.fireworks.ai", "fireworks_ai"),
+)
+UNKNOWN_COMPATIBLE = "openai"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A client's base URL and what it tells: provider name, server address and port."""
+
+    base_url: str
+    provider: str
+    address: str
+    port: int
+
+    @property
+    def is_openai(self) -> bool:
+        return self.address == "api.openai.com"
+
+
+@lru_cache(maxsize=256)
+def endpoint_for(base_url: str) -> Endpoint:
+    """Describe a base URL; cached, so a client's calls share one Endpoint."""
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = 443 if parts.scheme == "https" else 80
+    provider = next(
+        (name for suffix, name in KNOWN_HOSTS if host == suffix or host.endswith("." + suffix)),
+        UNKNOWN_COMPATIBLE,
+    )
+    return Endpoint(
+        base_url=_without_credentials(base_url, parts), provider=provider, address=host, port=port
+    )
+
+
+def _without_credentials(base_url: str, parts) -> str:
+    if parts.username is None and parts.password is None and not parts.query:
+        return base_url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc, query="", fragment="").geturl()

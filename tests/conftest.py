@@ -1,0 +1,115 @@
+"""Fixtures: the package's local server, the SDK's in-memory exporters, instrumented clients."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from decimal import Decimal
+
+import genai_prices
+import openai
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_tokencost import OpenAIInstrumentor
+from otel_tokencost.server import LocalServer
+
+# Internal errors of the instrumentation fail the test instead of being logged away.
+os.environ["OTEL_TOKENCOST_STRICT"] = "1"
+os.environ.pop("OTEL_TOKENCOST_PRICES", None)
+os.environ.pop("OTEL_TOKENCOST_STREAM_USAGE", None)
+
+API_KEY = "sk-test-secret-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[LocalServer]:
+    with LocalServer() as running:
+        yield running
+
+
+class Telemetry:
+    """The in-memory span exporter and metric reader, with helpers to read them."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def spans(self):
+        return self.exporter.get_finished_spans()
+
+    def span(self):
+        spans = self.spans()
+        assert len(spans) == 1, [span.name for span in spans]
+        return spans[0]
+
+    def points(self, name: str) -> list:
+        data = self.reader.get_metrics_data()
+        found = []
+        for resource_metrics in data.resource_metrics if data else ():
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    if metric.name == name:
+                        found.extend(metric.data.data_points)
+        return found
+
+    def metric_units(self) -> dict[str, str]:
+        data = self.reader.get_metrics_data()
+        return {
+            metric.name: metric.unit
+            for resource_metrics in data.resource_metrics
+            for scope_metrics in resource_metrics.scope_metrics
+            for metric in scope_metrics.metrics
+        }
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    return Telemetry()
+
+
+@pytest.fixture
+def instrumented(telemetry: Telemetry) -> Iterator[Telemetry]:
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        skip_dep_check=True,
+    )
+    yield telemetry
+    instrumentor.uninstrument()
+
+
+@pytest.fixture
+def client(server: LocalServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+async def async_client(server: LocalServer):
+    async with openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as sdk:
+        yield sdk
+
+
+def genai_cost(
+    model: str, input_tokens: int, output_tokens: int, cached: int = 0, provider: str | None = None
+):
+    """The cost genai-prices itself computes for this usage (model-only lookup unless a provider is named)."""
+    usage = genai_prices.Usage(
+        input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cached
+    )
+    if provider is None:
+        return genai_prices.calc_price(usage, model).total_price
+    return genai_prices.calc_price(usage, model, provider_id=provider).total_price
+
+
+def as_float(amount: Decimal) -> float:
+    return float(amount)

@@ -1,0 +1,606 @@
+"""The openai SDK instrumented: one priced span per call on every endpoint and entry path."""
+
+from __future__ import annotations
+
+import gc
+import json
+
+import openai
+import pytest
+from opentelemetry.trace import SpanKind, StatusCode
+
+from otel_tokencost import names
+
+from conftest import API_KEY, genai_cost
+
+MESSAGES = [{"role": "user", "content": "How much does this cost?"}]
+OPENAI_MAJOR = int(openai.__version__.split(".")[0])
+HAS_RESPONSES = hasattr(openai.OpenAI(api_key="x", base_url="http://127.0.0.1:1"), "responses")
+
+
+def usage_header(
+    prompt: int, completion: int, cached: int | None = None, reasoning: int | None = None
+) -> dict:
+    usage: dict = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    if reasoning is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return {"x-mock-usage": json.dumps(usage)}
+
+
+def assert_priced(span, model: str, input_tokens: int, output_tokens: int, cached: int = 0) -> None:
+    attributes = span.attributes
+    assert attributes[names.USAGE_INPUT_TOKENS] == input_tokens
+    assert attributes[names.USAGE_OUTPUT_TOKENS] == output_tokens
+    assert attributes[names.USAGE_COST_AMOUNT] == float(
+        genai_cost(model, input_tokens, output_tokens, cached)
+    )
+    assert attributes[names.USAGE_COST_CURRENCY] == "USD"
+    assert attributes[names.PRICING_SOURCE] == "genai-prices:model-only"
+
+
+def test_chat_completion_span_and_metrics(instrumented, client, server) -> None:
+    headers = usage_header(1200, 300, cached=1000, reasoning=120)
+    result = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        max_tokens=500,
+        temperature=0.2,
+        top_p=0.9,
+        extra_headers=headers,
+    )
+    span = instrumented.span()
+    assert (span.name, span.kind, span.status.status_code) == (
+        "chat gpt-4o-mini",
+        SpanKind.CLIENT,
+        StatusCode.UNSET,
+    )
+    assert dict(span.attributes) == {
+        names.OPERATION_NAME: "chat",
+        names.PROVIDER_NAME: "openai",
+        names.SERVER_ADDRESS: "127.0.0.1",
+        names.SERVER_PORT: server.port,
+        names.REQUEST_MODEL: "gpt-4o-mini",
+        names.REQUEST_MAX_TOKENS: 500,
+        names.REQUEST_TEMPERATURE: 0.2,
+        names.REQUEST_TOP_P: 0.9,
+        names.RESPONSE_MODEL: "gpt-4o-mini",
+        names.RESPONSE_ID: result.id,
+        names.RESPONSE_FINISH_REASONS: ("stop",),
+        names.USAGE_INPUT_TOKENS: 1200,
+        names.USAGE_OUTPUT_TOKENS: 300,
+        names.USAGE_CACHE_READ_INPUT_TOKENS: 1000,
+        names.USAGE_REASONING_OUTPUT_TOKENS: 120,
+        names.USAGE_COST_AMOUNT: float(genai_cost("gpt-4o-mini", 1200, 300, cached=1000)),
+        names.USAGE_COST_CURRENCY: "USD",
+        names.PRICING_SOURCE: "genai-prices:model-only",
+    }
+    expected_metric_attributes = {
+        names.OPERATION_NAME: "chat",
+        names.PROVIDER_NAME: "openai",
+        names.SERVER_ADDRESS: "127.0.0.1",
+        names.REQUEST_MODEL: "gpt-4o-mini",
+        names.RESPONSE_MODEL: "gpt-4o-mini",
+    }
+    tokens = {p.attributes[names.TOKEN_TYPE]: p for p in instrumented.points(names.METRIC_TOKEN_USAGE)}
+    assert (tokens["input"].sum, tokens["output"].sum, tokens["input"].count) == (1200, 300, 1)
+    assert dict(tokens["output"].attributes) == {**expected_metric_attributes, names.TOKEN_TYPE: "output"}
+    (cost,) = instrumented.points(names.METRIC_COST)
+    assert (cost.sum, cost.count) == (span.attributes[names.USAGE_COST_AMOUNT], 1)
+    assert dict(cost.attributes) == expected_metric_attributes
+    assert list(cost.explicit_bounds) == [1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0]
+    (duration,) = instrumented.points(names.METRIC_DURATION)
+    assert duration.count == 1
+    assert 0 < duration.sum < (span.end_time - span.start_time) / 1e9 + 0.001
+    assert duration.explicit_bounds[0] == 0.01 and duration.explicit_bounds[-1] == 81.92
+    assert instrumented.points(names.METRIC_TIME_TO_FIRST_CHUNK) == []
+    assert instrumented.metric_units() == {
+        names.METRIC_TOKEN_USAGE: "{token}",
+        names.METRIC_DURATION: "s",
+        names.METRIC_COST: "USD",
+    }
+
+
+def call_endpoint(client, endpoint: str, headers: dict):
+    if endpoint == "chat":
+        return client.chat.completions.create(model="gpt-4.1", messages=MESSAGES, extra_headers=headers)
+    if endpoint == "completions":
+        return client.completions.create(
+            model="gpt-3.5-turbo-instruct", prompt="Say hi", extra_headers=headers
+        )
+    if endpoint == "embeddings":
+        return client.embeddings.create(
+            model="text-embedding-3-small", input=["a b", "c"], extra_headers=headers
+        )
+    return client.responses.create(model="gpt-4.1", input="Say hi", extra_headers=headers)
+
+
+ENDPOINTS = [
+    ("chat", "chat gpt-4.1", "gpt-4.1", ("stop",)),
+    ("completions", "text_completion gpt-3.5-turbo-instruct", "gpt-3.5-turbo-instruct", ("stop",)),
+    ("embeddings", "embeddings text-embedding-3-small", None, None),
+    pytest.param(
+        "responses",
+        "chat gpt-4.1",
+        "gpt-4.1",
+        ("completed",),
+        marks=pytest.mark.skipif(not HAS_RESPONSES, reason="this openai has no Responses API"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "span_name", "priced_model", "finish"), ENDPOINTS)
+def test_each_endpoint_sync(instrumented, client, endpoint, span_name, priced_model, finish) -> None:
+    headers = {
+        "x-mock-usage": json.dumps(
+            {"input_tokens": 700, "output_tokens": 90, "total_tokens": 790}
+            if endpoint == "responses"
+            else {"prompt_tokens": 700, "completion_tokens": 90, "total_tokens": 790}
+        )
+    }
+    call_endpoint(client, endpoint, headers)
+    span = instrumented.span()
+    assert span.name == span_name
+    assert span.attributes[names.USAGE_INPUT_TOKENS] == 700
+    assert span.attributes.get(names.RESPONSE_FINISH_REASONS) == finish
+    if priced_model is None:  # genai-prices knows embedding models only by provider, not by name alone
+        assert names.USAGE_COST_AMOUNT not in span.attributes
+    else:
+        assert_priced(span, priced_model, 700, 90)
+
+
+async def call_endpoint_async(client, endpoint: str, headers: dict):
+    if endpoint == "chat":
+        return await client.chat.completions.create(model="gpt-4.1", messages=MESSAGES, extra_headers=headers)
+    if endpoint == "completions":
+        return await client.completions.create(
+            model="gpt-3.5-turbo-instruct", prompt="Hi", extra_headers=headers
+        )
+    if endpoint == "embeddings":
+        return await client.embeddings.create(
+            model="text-embedding-3-small", input="a", extra_headers=headers
+        )
+    return await client.responses.create(model="gpt-4.1", input="Say hi", extra_headers=headers)
+
+
+@pytest.mark.parametrize(("endpoint", "span_name", "priced_model", "finish"), ENDPOINTS)
+async def test_each_endpoint_async(
+    instrumented, async_client, endpoint, span_name, priced_model, finish
+) -> None:
+    await call_endpoint_async(async_client, endpoint, {})
+    span = instrumented.span()
+    assert span.name == span_name
+    input_tokens = span.attributes[names.USAGE_INPUT_TOKENS]
+    output_tokens = span.attributes[names.USAGE_OUTPUT_TOKENS]
+    assert input_tokens > 0
+    if priced_model is not None:
+        assert_priced(span, priced_model, input_tokens, output_tokens)
+
+
+def test_openai_host_sets_api_type_and_provider(instrumented, server, monkeypatch) -> None:
+    from otel_tokencost import providers
+
+    endpoint = providers.endpoint_for("https://api.openai.com/v1")
+    assert (endpoint.provider, endpoint.address, endpoint.port, endpoint.is_openai) == (
+        "openai",
+        "api.openai.com",
+        443,
+        True,
+    )
+    assert providers.endpoint_for("https://api.deepseek.com").provider == "deepseek"
+    assert (
+        providers.endpoint_for("https://x.openai.azure.com/openai/deployments/d").provider
+        == "azure.ai.openai"
+    )
+    assert (
+        providers.endpoint_for("http://user:pw@gw.internal:8080/v1?key=abc").base_url
+        == "http://gw.internal:8080/v1"
+    )
+
+
+# Streams ---------------------------------------------------------------------------------------
+
+
+def stream_chat(client, **kwargs):
+    return client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, **kwargs)
+
+
+def test_stream_injects_usage_and_hides_the_usage_chunk(instrumented, client, server) -> None:
+    chunks = list(stream_chat(client, extra_headers={"x-mock-chunks": "7"}))
+    assert (
+        len(chunks) == 9
+    )  # role chunk, 7 content chunks, finish chunk: exactly what an uninstrumented app sees
+    assert all(chunk.choices for chunk in chunks)
+    assert server.last_bodies[-1]["stream_options"] == {"include_usage": True}
+    span = instrumented.span()
+    assert span.attributes[names.REQUEST_STREAM] is True
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
+    assert span.attributes[names.USAGE_OUTPUT_TOKENS] == 7
+    assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 7)
+    ttfc = span.attributes[names.RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert 0 < ttfc <= (span.end_time - span.start_time) / 1e9
+    (point,) = instrumented.points(names.METRIC_TIME_TO_FIRST_CHUNK)
+    assert (point.count, point.sum) == (1, ttfc)
+
+
+def test_stream_matches_the_uninstrumented_chunks(telemetry, client) -> None:
+    bare = [chunk.model_dump() for chunk in stream_chat(client, extra_headers={"x-mock-chunks": "5"})]
+    from otel_tokencost import OpenAIInstrumentor
+
+    OpenAIInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        seen = [chunk.model_dump() for chunk in stream_chat(client, extra_headers={"x-mock-chunks": "5"})]
+    finally:
+        OpenAIInstrumentor().uninstrument()
+    strip = lambda chunks: [{k: v for k, v in c.items() if k not in ("id", "created")} for c in chunks]  # noqa: E731
+    assert strip(seen) == strip(bare)
+
+
+def test_stream_the_user_asked_usage_for_keeps_its_usage_chunk(instrumented, client, server) -> None:
+    chunks = list(
+        stream_chat(client, stream_options={"include_usage": True}, extra_headers={"x-mock-chunks": "3"})
+    )
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3
+    assert instrumented.span().attributes[names.USAGE_OUTPUT_TOKENS] == 3
+
+
+def test_stream_usage_injection_off(instrumented, client, server, monkeypatch) -> None:
+    from otel_tokencost import OpenAIInstrumentor
+
+    OpenAIInstrumentor().uninstrument()
+    monkeypatch.setenv("OTEL_TOKENCOST_STREAM_USAGE", "off")
+    OpenAIInstrumentor().instrument(
+        tracer_provider=instrumented.tracer_provider, meter_provider=instrumented.meter_provider
+    )
+    assert len(list(stream_chat(client, extra_headers={"x-mock-chunks": "2"}))) == 4
+    assert "stream_options" not in server.last_bodies[-1]
+    span = instrumented.span()
+    assert names.USAGE_INPUT_TOKENS not in span.attributes and names.USAGE_COST_AMOUNT not in span.attributes
+
+
+def test_stream_context_manager_and_break(instrumented, client) -> None:
+    with stream_chat(client, extra_headers={"x-mock-chunks": "20"}) as stream:
+        for index, _ in enumerate(stream):
+            if index == 3:
+                break
+        assert instrumented.spans() == ()
+    span = instrumented.span()
+    assert span.status.status_code == StatusCode.UNSET
+    assert names.USAGE_INPUT_TOKENS not in span.attributes  # the usage chunk was never read
+    assert span.attributes[names.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+
+
+def test_stream_close_ends_once(instrumented, client) -> None:
+    stream = stream_chat(client)
+    next(stream)
+    stream.close()
+    stream.close()
+    assert len(instrumented.spans()) == 1
+
+
+def test_abandoned_stream_ends_its_span_when_collected(instrumented, client) -> None:
+    stream = stream_chat(client, extra_headers={"x-mock-chunks": "10"})
+    next(stream)
+    assert instrumented.spans() == ()
+    del stream
+    gc.collect()
+    assert len(instrumented.spans()) == 1
+
+
+def test_stream_exhausted_through_next(instrumented, client) -> None:
+    stream = stream_chat(client, extra_headers={"x-mock-chunks": "2"})
+    seen = []
+    with pytest.raises(StopIteration):
+        while True:
+            seen.append(next(stream))
+    assert len(seen) == 4
+    assert instrumented.span().attributes[names.USAGE_OUTPUT_TOKENS] == 2
+
+
+def test_stream_cut_midway_records_the_error(instrumented, client) -> None:
+    seen = []
+    try:  # openai 1.x lets the transport's error through; 2.x and later wrap it in APIError
+        for chunk in stream_chat(client, extra_headers={"x-mock-cut-after": "2"}):
+            seen.append(chunk)
+    except Exception as error:
+        raised = error
+    assert len(seen) == 3
+    span = instrumented.span()
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes[names.ERROR_TYPE] == f"{type(raised).__module__}.{type(raised).__qualname__}"
+
+
+async def test_async_stream(instrumented, async_client) -> None:
+    stream = await async_client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers={"x-mock-chunks": "4"}
+    )
+    chunks = [chunk async for chunk in stream]
+    assert len(chunks) == 6
+    span = instrumented.span()
+    assert span.attributes[names.USAGE_OUTPUT_TOKENS] == 4
+    assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
+
+
+async def test_async_stream_context_manager_break(instrumented, async_client) -> None:
+    stream = await async_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    async with stream:
+        async for _ in stream:
+            break
+    assert len(instrumented.spans()) == 1
+
+
+def test_legacy_completions_stream(instrumented, client) -> None:
+    chunks = list(
+        client.completions.create(
+            model="gpt-3.5-turbo-instruct",
+            prompt="one two",
+            stream=True,
+            extra_headers={"x-mock-chunks": "3"},
+        )
+    )
+    assert all(chunk.choices for chunk in chunks)
+    span = instrumented.span()
+    assert span.name == "text_completion gpt-3.5-turbo-instruct"
+    assert_priced(span, "gpt-3.5-turbo-instruct", span.attributes[names.USAGE_INPUT_TOKENS], 3)
+
+
+@pytest.mark.skipif(not HAS_RESPONSES, reason="this openai has no Responses API")
+def test_responses_stream_and_helper(instrumented, client, server) -> None:
+    events = list(client.responses.create(model="gpt-4.1", input="a b c", stream=True))
+    assert events[-1].type == "response.completed"
+    assert "stream_options" not in server.last_bodies[-1]
+    with client.responses.stream(model="gpt-4.1", input="a b c") as stream:
+        final = stream.get_final_response()
+    first, second = instrumented.spans()
+    for span in (first, second):
+        assert span.name == "chat gpt-4.1"
+        assert span.attributes[names.USAGE_OUTPUT_TOKENS] == final.usage.output_tokens
+        assert_priced(span, "gpt-4.1", final.usage.input_tokens, final.usage.output_tokens)
+        assert span.attributes[names.RESPONSE_ID] in (events[-1].response.id, final.id)
+
+
+def chat_stream_helper(client):
+    completions = client.chat.completions
+    return completions.stream if hasattr(completions, "stream") else client.beta.chat.completions.stream
+
+
+def test_chat_stream_helper(instrumented, client) -> None:
+    with chat_stream_helper(client)(model="gpt-4o-mini", messages=MESSAGES) as stream:
+        text = "".join(event.delta for event in stream if event.type == "content.delta")
+        completion = stream.get_final_completion()
+    assert completion.choices[0].message.content == text
+    span = instrumented.span()
+    assert_priced(
+        span,
+        "gpt-4o-mini",
+        span.attributes[names.USAGE_INPUT_TOKENS],
+        span.attributes[names.USAGE_OUTPUT_TOKENS],
+    )
+
+
+def test_parse_helper(instrumented, client) -> None:
+    completions = client.chat.completions
+    parse = completions.parse if hasattr(completions, "parse") else client.beta.chat.completions.parse
+    parse(model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(40, 8))
+    assert_priced(instrumented.span(), "gpt-4o-mini", 40, 8)
+
+
+# Raw responses ---------------------------------------------------------------------------------
+
+
+def test_with_raw_response(instrumented, client) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(11, 22)
+    )
+    assert raw.headers["content-type"].startswith("application/json")
+    assert_priced(instrumented.span(), "gpt-4o-mini", 11, 22)
+    assert raw.parse().usage.prompt_tokens == 11
+    assert len(instrumented.spans()) == 1
+
+
+def test_with_raw_response_stream(instrumented, client) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers={"x-mock-chunks": "3"}
+    )
+    assert len(list(raw.parse())) == 5
+    assert instrumented.span().attributes[names.USAGE_OUTPUT_TOKENS] == 3
+
+
+def test_with_streaming_response(instrumented, client) -> None:
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(5, 6)
+    ) as response:
+        assert instrumented.spans() == ()
+        assert response.parse().usage.completion_tokens == 6
+    assert_priced(instrumented.span(), "gpt-4o-mini", 5, 6)
+
+
+def test_with_streaming_response_closed_unparsed(instrumented, client) -> None:
+    with client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MESSAGES):
+        pass
+    span = instrumented.span()
+    assert names.USAGE_INPUT_TOKENS not in span.attributes and span.status.status_code == StatusCode.UNSET
+
+
+async def test_async_with_streaming_response(instrumented, async_client) -> None:
+    async with async_client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(5, 6)
+    ) as response:
+        parsed = await response.parse()
+    assert parsed.usage.prompt_tokens == 5
+    assert_priced(instrumented.span(), "gpt-4o-mini", 5, 6)
+
+
+# Failures --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(500, openai.InternalServerError), (429, openai.RateLimitError)]
+)
+def test_error_status(instrumented, client, status, error) -> None:
+    with pytest.raises(error):
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-mock-status": str(status)}
+        )
+    span = instrumented.span()
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes[names.ERROR_TYPE] == str(status)
+    assert names.USAGE_COST_AMOUNT not in span.attributes
+    (duration,) = instrumented.points(names.METRIC_DURATION)
+    assert duration.attributes[names.ERROR_TYPE] == str(status)
+    assert instrumented.points(names.METRIC_COST) == []
+
+
+def test_retries_stay_inside_one_span(instrumented, client, server) -> None:
+    before = server.requests_seen
+    client.with_options(max_retries=2).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        extra_headers={
+            "x-mock-status": "500",
+            "x-mock-fail-times": "2",
+            "Idempotency-Key": f"retry-{before}",
+        },
+    )
+    assert server.requests_seen - before == 3
+    span = instrumented.span()
+    assert span.status.status_code == StatusCode.UNSET and names.USAGE_INPUT_TOKENS in span.attributes
+
+
+def test_connection_error(instrumented) -> None:
+    dead = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key=API_KEY, max_retries=0)
+    with dead, pytest.raises(openai.APIConnectionError):
+        dead.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    span = instrumented.span()
+    assert span.attributes[names.ERROR_TYPE].endswith("APIConnectionError")
+    assert span.attributes[names.SERVER_PORT] == 9
+
+
+def test_body_without_usage_has_no_tokens_and_no_cost(instrumented, client) -> None:
+    client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-mock-usage": "none"}
+    )
+    span = instrumented.span()
+    assert span.attributes[names.RESPONSE_MODEL] == "gpt-4o-mini"
+    for attribute in (names.USAGE_INPUT_TOKENS, names.USAGE_COST_AMOUNT, names.PRICING_SOURCE):
+        assert attribute not in span.attributes
+    assert instrumented.points(names.METRIC_TOKEN_USAGE) == []
+
+
+def test_unknown_model_has_tokens_but_no_cost(instrumented, client) -> None:
+    client.chat.completions.create(
+        model="my-finetune-v7", messages=MESSAGES, extra_headers=usage_header(9, 4)
+    )
+    span = instrumented.span()
+    assert (span.attributes[names.USAGE_INPUT_TOKENS], span.attributes[names.USAGE_OUTPUT_TOKENS]) == (9, 4)
+    assert names.USAGE_COST_AMOUNT not in span.attributes
+    assert instrumented.points(names.METRIC_COST) == []
+
+
+def test_response_model_is_priced_before_request_model(instrumented, client) -> None:
+    client.chat.completions.create(
+        model="my-alias",
+        messages=MESSAGES,
+        extra_headers={**usage_header(100, 10), "x-mock-response-model": "gpt-4o"},
+    )
+    span = instrumented.span()
+    assert span.name == "chat my-alias"
+    assert_priced(span, "gpt-4o", 100, 10)
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": "x", "completion_tokens": None},
+        {"prompt_tokens": -5, "completion_tokens": True},
+        [],
+        "n/a",
+    ],
+)
+def test_malformed_usage_is_ignored(instrumented, client, usage) -> None:
+    client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-mock-usage": json.dumps(usage)}
+    )
+    span = instrumented.span()
+    assert names.USAGE_INPUT_TOKENS not in span.attributes and names.USAGE_COST_AMOUNT not in span.attributes
+
+
+# Safety ----------------------------------------------------------------------------------------
+
+
+def test_no_content_and_no_secret_in_telemetry(instrumented, client) -> None:
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "secret plan"}])
+    text = json.dumps({key: str(value) for key, value in instrumented.span().attributes.items()})
+    assert API_KEY not in text and "secret plan" not in text and "Bearer" not in text
+
+
+def test_internal_failure_never_reaches_the_app(instrumented, client, monkeypatch, caplog) -> None:
+    from otel_tokencost.pricing import Pricer
+
+    monkeypatch.setenv("OTEL_TOKENCOST_STRICT", "0")
+    monkeypatch.setattr(Pricer, "price", lambda *args, **kwargs: 1 / 0)
+    result = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(3, 4)
+    )
+    assert result.usage.prompt_tokens == 3
+    span = instrumented.span()
+    assert span.attributes[names.USAGE_INPUT_TOKENS] == 3 and names.USAGE_COST_AMOUNT not in span.attributes
+    assert "pricing failed" in caplog.text
+
+
+def test_instrument_is_idempotent_and_reversible(telemetry, client) -> None:
+    import otel_tokencost
+
+    otel_tokencost.instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    otel_tokencost.instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert len(telemetry.spans()) == 1
+    otel_tokencost.uninstrument()
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert len(telemetry.spans()) == 1
+    assert not hasattr(openai._base_client.SyncAPIClient.request, "__wrapped__")
+
+
+def test_non_llm_endpoints_pass_through(instrumented, client) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve("file-1")
+    assert instrumented.spans() == ()
+
+
+def test_prices_file_prices_a_reseller(telemetry, server, tmp_path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        f'[[providers]]\nmatch = "127.0.0.1:{server.port}"\n'
+        '[providers.models."deepseek-v3.2"]\ninput_mtok = 0.28\noutput_mtok = 0.42\ncache_read_mtok = 0.028\n'
+    )
+    from otel_tokencost import OpenAIInstrumentor
+
+    OpenAIInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider, prices=str(prices)
+    )
+    try:
+        with openai.OpenAI(base_url=server.base_url, api_key=API_KEY) as reseller:
+            reseller.chat.completions.create(
+                model="deepseek-v3.2",
+                messages=MESSAGES,
+                extra_headers=usage_header(10_000, 2_000, cached=6_000),
+            )
+    finally:
+        OpenAIInstrumentor().uninstrument()
+    from decimal import Decimal
+
+    expected = (Decimal("0.28") * 4_000 + Decimal("0.028") * 6_000 + Decimal("0.42") * 2_000) / 1_000_000
+    span = telemetry.span()
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(expected)
+    assert span.attributes[names.PRICING_SOURCE] == "prices-file"

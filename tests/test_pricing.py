@@ -1,0 +1,189 @@
+"""Pricing: local arithmetic equals genai-prices', resolution order, and the prices file."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import genai_prices
+import pytest
+
+from otel_tokencost.pricing import GENAI_PRICES, MODEL_ONLY, PRICES_FILE, Pricer, PricesFileError, Usage, load
+
+NOW_NS = 1_780_000_000 * 10**9  # 2026-05-28
+
+
+def genai_total(usage: Usage, model: str, provider: str | None) -> Decimal:
+    raw = genai_prices.Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+    )
+    from datetime import UTC, datetime
+
+    when = datetime.fromtimestamp(NOW_NS / 1e9, tz=UTC)
+    kwargs = {"provider_id": provider} if provider else {}
+    return genai_prices.calc_price(raw, model, genai_request_timestamp=when, **kwargs).total_price
+
+
+@pytest.mark.parametrize(
+    ("base_url", "provider", "model"),
+    [
+        ("https://api.openai.com/v1", "openai", "gpt-4o-mini"),
+        ("https://api.openai.com/v1", "openai", "gpt-4o-2024-08-06"),
+        ("https://api.openai.com/v1", "openai", "gpt-4.1"),
+        ("https://api.openai.com/v1", "openai", "text-embedding-3-small"),
+        ("https://api.deepseek.com", "deepseek", "deepseek-chat"),
+        ("https://api.groq.com/openai/v1", "groq", "llama-3.3-70b-versatile"),
+        ("https://api.mistral.ai/v1", "mistral", "mistral-large-latest"),
+        ("https://generativelanguage.googleapis.com/v1beta/openai/", "google", "gemini-2.5-pro"),
+    ],
+)
+@pytest.mark.parametrize(
+    "usage",
+    [
+        Usage(input_tokens=1000, output_tokens=200),
+        Usage(input_tokens=1000, output_tokens=200, cache_read_tokens=800),
+        Usage(
+            input_tokens=300_000, output_tokens=5_000, cache_read_tokens=100_000
+        ),  # past long-context tiers
+    ],
+)
+def test_cost_equals_genai_prices(base_url: str, provider: str, model: str, usage: Usage) -> None:
+    cost = Pricer().price(base_url, model, None, usage, NOW_NS)
+    assert cost is not None
+    assert cost.source == GENAI_PRICES
+    assert cost.usd == genai_total(usage, model, provider)
+    assert cost.currency == "USD"
+
+
+def test_tiered_price_steps_up_past_the_threshold() -> None:
+    pricer = Pricer()
+    small = pricer.price(
+        "https://generativelanguage.googleapis.com/", "gemini-2.5-pro", None, Usage(200_000, 0), 0
+    )
+    large = pricer.price(
+        "https://generativelanguage.googleapis.com/", "gemini-2.5-pro", None, Usage(200_001, 0), 0
+    )
+    assert large.usd / 200_001 > small.usd / 200_000
+
+
+def test_unknown_host_falls_back_to_model_name() -> None:
+    usage = Usage(input_tokens=1234, output_tokens=56)
+    cost = Pricer().price("http://127.0.0.1:8000/v1", "gpt-4o-mini", None, usage, NOW_NS)
+    assert cost.source == MODEL_ONLY
+    assert cost.usd == genai_total(usage, "gpt-4o-mini", None)
+
+
+def test_known_host_that_lacks_the_model_gives_no_cost() -> None:
+    assert Pricer().price("https://api.deepseek.com", "gpt-4o-mini", None, Usage(10, 10), NOW_NS) is None
+
+
+def test_response_model_first_then_request_model() -> None:
+    pricer = Pricer()
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    cost = pricer.price("http://127.0.0.1:9/v1", "no-such-model-xyz", "gpt-4o", usage, NOW_NS)
+    assert cost.usd == genai_total(usage, "gpt-4o", None)
+    assert pricer.price("http://127.0.0.1:9/v1", "no-such-model-xyz", "nor-this-one", usage, NOW_NS) is None
+
+
+def write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+PRICES_TOML = """
+[[providers]]
+match = "api.holysheep.ai"
+
+[providers.models."deepseek-v3.2"]
+input_mtok = 0.10
+output_mtok = 0.42
+cache_read_mtok = 0.01
+
+[[providers]]
+match = "llm-gateway.internal"
+prices_from = "openai"
+
+[[providers]]
+match = "127.0.0.1:8000"
+currency = "CNY"
+usd_per_unit = 0.14
+
+[providers.models."qwen-local"]
+input_mtok = 2
+output_mtok = 8
+
+[[providers]]
+match = "http://127.0.0.1:8000/v1/team-a"
+
+[providers.models."qwen-local"]
+input_mtok = 1
+output_mtok = 1
+"""
+
+
+def test_prices_file_models_win_over_genai_prices(tmp_path) -> None:
+    pricer = Pricer(load(write(tmp_path, "prices.toml", PRICES_TOML)))
+    usage = Usage(input_tokens=1_000_000, output_tokens=100_000, cache_read_tokens=600_000)
+    cost = pricer.price("https://api.holysheep.ai/v1", "deepseek-v3.2", None, usage, NOW_NS)
+    assert cost.source == PRICES_FILE
+    assert cost.usd == Decimal("0.10") * Decimal("0.4") + Decimal("0.01") * Decimal("0.6") + Decimal("0.042")
+
+
+def test_prices_from_uses_that_provider(tmp_path) -> None:
+    pricer = Pricer(load(write(tmp_path, "prices.toml", PRICES_TOML)))
+    usage = Usage(input_tokens=5000, output_tokens=700)
+    cost = pricer.price("https://llm-gateway.internal/openai/v1", "gpt-4o", None, usage, NOW_NS)
+    assert (cost.source, cost.usd) == (GENAI_PRICES, genai_total(usage, "gpt-4o", "openai"))
+
+
+def test_other_currency_is_converted_and_longest_match_wins(tmp_path) -> None:
+    pricer = Pricer(load(write(tmp_path, "prices.json", json.dumps(_toml_as_dict()))))
+    usage = Usage(input_tokens=1_000_000, output_tokens=500_000)
+    cny = pricer.price("http://127.0.0.1:8000/v1", "qwen-local", None, usage, NOW_NS)
+    assert (cny.currency, cny.billed, cny.usd) == ("CNY", Decimal(6), Decimal(6) * Decimal("0.14"))
+    team = pricer.price("http://127.0.0.1:8000/v1/team-a", "qwen-local", None, usage, NOW_NS)
+    assert (team.currency, team.usd) == ("USD", Decimal("1.5"))
+    assert pricer.price("http://127.0.0.1:8001/v1", "qwen-local", None, usage, NOW_NS) is None
+
+
+def _toml_as_dict() -> dict:
+    import tomllib
+
+    return tomllib.loads(PRICES_TOML)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "[[providers]]\nmatch = 'x'\n[providers.models.m]\ninput_mtok = -1\n",
+            'providers[0].models."m".input_mtok',
+        ),
+        (
+            "[[providers]]\nmatch = 'x'\n[providers.models.m]\ninput_mtok = 'a'\n",
+            'providers[0].models."m".input_mtok',
+        ),
+        (
+            "[[providers]]\nmatch = 'x'\ncurrency = 'CNY'\nprices_from = 'openai'\n",
+            "providers[0].usd_per_unit",
+        ),
+        ("[[providers]]\nmatch = 'x'\n", "providers[0]: needs models or prices_from"),
+        ("[[providers]]\nprices_from = 'openai'\n", "providers[0].match"),
+        (
+            "[[providers]]\nmatch = 'x'\nprices_from = 'openai'\nbogus = 1\n",
+            "providers[0].bogus: unknown field",
+        ),
+        ("providers = 3\n", "providers: expected"),
+        ("not toml [", "not valid TOML"),
+    ],
+)
+def test_bad_prices_file_names_each_problem(tmp_path, text: str, problem: str) -> None:
+    path = write(tmp_path, "prices.toml", text)
+    with pytest.raises(PricesFileError) as raised:
+        load(path)
+    assert str(path) in str(raised.value)
+    assert any(problem in item for item in raised.value.problems), raised.value.problems
