@@ -604,3 +604,64 @@ def test_prices_file_prices_a_reseller(telemetry, server, tmp_path) -> None:
     span = telemetry.span()
     assert span.attributes[names.USAGE_COST_AMOUNT] == float(expected)
     assert span.attributes[names.PRICING_SOURCE] == "prices-file"
+
+
+@pytest.fixture
+def capturing(monkeypatch, telemetry):
+    from otel_tokencost import OpenAIInstrumentor
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    OpenAIInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    yield telemetry
+    OpenAIInstrumentor().uninstrument()
+
+
+def test_content_captured_when_opted_in(capturing, client) -> None:
+    result = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "system", "content": "Be brief."}, *MESSAGES]
+    )
+    attributes = capturing.span().attributes
+    assert json.loads(attributes[names.INPUT_MESSAGES]) == [
+        {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
+        {"role": "user", "parts": [{"type": "text", "content": MESSAGES[0]["content"]}]},
+    ]
+    assert json.loads(attributes[names.OUTPUT_MESSAGES]) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": result.choices[0].message.content}],
+            "finish_reason": "stop",
+        }
+    ]
+    assert API_KEY not in json.dumps(dict(attributes))
+
+
+def test_streamed_content_captured_and_capped(capturing, client) -> None:
+    from otel_tokencost.content import MAX_CHARS, TRUNCATED
+
+    long_prompt = "word " * 10_000
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": long_prompt}],
+            stream=True,
+            extra_headers={"x-mock-chunks": "6"},
+        )
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    attributes = capturing.span().attributes
+    assert len(attributes[names.INPUT_MESSAGES]) == MAX_CHARS
+    assert attributes[names.INPUT_MESSAGES].endswith(TRUNCATED)
+    output = json.loads(attributes[names.OUTPUT_MESSAGES])
+    assert output[0]["parts"][0]["content"] == text
+
+
+@pytest.mark.skipif(not HAS_RESPONSES, reason="this openai has no Responses API")
+def test_responses_content_captured(capturing, client) -> None:
+    result = client.responses.create(model="gpt-4.1", input="a b c", instructions="Answer in French.")
+    attributes = capturing.span().attributes
+    assert json.loads(attributes["gen_ai.system_instructions"]) == [
+        {"type": "text", "content": "Answer in French."}
+    ]
+    assert json.loads(attributes[names.OUTPUT_MESSAGES])[0]["parts"][0]["content"] == result.output_text

@@ -19,7 +19,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.metrics import Meter, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from . import names
+from . import content, names
 from .instruments import Instruments
 from .operations import Operation, Outcome
 from .pricing import Pricer, PricesFileError, load
@@ -135,6 +135,8 @@ class Call:
                 attributes[attribute] = value
         if body.get("stream") is True:
             attributes[names.REQUEST_STREAM] = True
+        if self.telemetry.capture_content:
+            attributes.update(content.input_attributes(body))
         return attributes
 
     def activate(self) -> object:
@@ -149,6 +151,8 @@ class Call:
         """Read a whole (non-streamed) response."""
         try:
             self.operation.read(self.outcome, response)
+            if self.telemetry.capture_content:
+                content.read_output(self.outcome, response)
         except Exception:
             report_internal_error("reading the response")
 
@@ -157,6 +161,8 @@ class Call:
         if self.first_chunk_at is None:
             self.first_chunk_at = perf_counter()
         try:
+            if self.telemetry.capture_content:
+                content.read_chunk_output(self.outcome, chunk)
             return self.operation.read_chunk(self.outcome, chunk)
         except Exception:
             report_internal_error("reading a stream chunk")
@@ -225,6 +231,8 @@ class Call:
             attributes[names.RESPONSE_FINISH_REASONS] = outcome.finish_reasons
         if error_type:
             attributes[names.ERROR_TYPE] = error_type
+        if outcome.texts:
+            attributes.update(content.output_attributes(outcome))
         usage = outcome.usage
         if usage is not None:
             attributes[names.USAGE_INPUT_TOKENS] = usage.input_tokens

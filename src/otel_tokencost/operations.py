@@ -67,6 +67,7 @@ class Outcome:
     finish_reasons: list[str] = field(default_factory=list)
     usage: Usage | None = None
     chunks: int = 0
+    texts: list[str] | None = None  # only when message content is captured
 
 
 def _read_choices(outcome: Outcome, body: Any) -> None:

@@ -53,8 +53,12 @@ class _Patch:
         self.telemetry = telemetry
         self.inject_usage = inject_usage
         from openai import AsyncStream, Stream
+        from openai._legacy_response import LegacyAPIResponse
+        from openai._response import BaseAPIResponse
 
         self.stream_types = {Stream: StreamProxy, AsyncStream: AsyncStreamProxy}
+        self.raw_types = (LegacyAPIResponse, BaseAPIResponse)
+        self.legacy_type = LegacyAPIResponse
 
     def sync_request(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         started = self._start(instance, args, kwargs)
@@ -122,7 +126,7 @@ class _Patch:
             proxy = self.stream_types.get(type(result))
             if proxy is not None:
                 return proxy(result, call, hide_usage_chunk)
-            if hasattr(result, "http_response") and hasattr(result, "parse"):
+            if isinstance(result, self.raw_types):
                 return self._raw_response(call, result, hide_usage_chunk)
             call.read(result)
             call.end()
@@ -132,7 +136,7 @@ class _Patch:
         return result
 
     def _raw_response(self, call: Call, response: Any, hide_usage_chunk: bool) -> Any:
-        if type(response).__name__ == "LegacyAPIResponse" and not getattr(response, "_stream", False):
+        if isinstance(response, self.legacy_type) and not response._stream:
             # `with_raw_response`: the body is read and parse() caches, so this costs the user nothing.
             call.read(response.parse())
             call.end()
@@ -182,5 +186,17 @@ class RawResponseProxy(wrapt.ObjectProxy):
             call.end()
 
 
+_endpoints: dict[int, tuple[Any, Endpoint]] = {}
+
+
 def _endpoint(client: Any) -> Endpoint:
-    return endpoint_for(str(client.base_url))
+    """The client's Endpoint, keyed by its base-URL object so that a call skips URL formatting."""
+    url = client.base_url
+    cached = _endpoints.get(id(url))
+    if cached is not None and cached[0] is url:
+        return cached[1]
+    endpoint = endpoint_for(str(url))
+    if len(_endpoints) >= 256:
+        _endpoints.clear()
+    _endpoints[id(url)] = (url, endpoint)
+    return endpoint
