@@ -289,8 +289,39 @@ def test_abandoned_stream_ends_its_span_when_collected(instrumented, client) -> 
     stream = stream_chat(client, extra_headers={"x-mock-chunks": "10"})
     next(stream)
     assert instrumented.spans() == ()
+    del stream  # no reference cycle: the span ends as soon as the last reference goes
+    assert len(instrumented.spans()) == 1
+
+
+async def test_abandoned_async_stream_ends_its_span(instrumented, async_client) -> None:
+    stream = await async_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    async for _ in stream:
+        break
     del stream
     gc.collect()
+    assert len(instrumented.spans()) == 1
+
+
+def test_for_loop_straight_over_create(instrumented, client) -> None:
+    seen = 0
+    for _ in stream_chat(client, extra_headers={"x-mock-chunks": "4"}):  # the proxy is dropped at once
+        seen += 1
+        assert instrumented.spans() == ()
+    assert seen == 6
+    assert instrumented.span().attributes[names.USAGE_OUTPUT_TOKENS] == 4
+
+
+def test_break_out_of_for_loop_ends_the_span_at_once(instrumented, client) -> None:
+    for _ in stream_chat(client, extra_headers={"x-mock-chunks": "30"}):
+        break
+    span = instrumented.span()
+    assert span.status.status_code == StatusCode.UNSET and names.USAGE_INPUT_TOKENS not in span.attributes
+
+
+def test_iterator_dropped_before_its_first_chunk(instrumented, client) -> None:
+    iterator = iter(stream_chat(client))
+    assert instrumented.spans() == ()
+    del iterator
     assert len(instrumented.spans()) == 1
 
 

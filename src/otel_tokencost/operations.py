@@ -14,10 +14,22 @@ from .pricing import Usage
 
 
 def get(obj: Any, name: str) -> Any:
-    """A field of a decoded JSON object or of an SDK model; None when absent."""
+    """A field of a decoded JSON object or of an SDK model (declared or extra); None when absent.
+
+    SDK models are pydantic: fields live in `__dict__` and undeclared ones in `__pydantic_extra__`.
+    Reading those directly avoids `getattr`'s slow failure path for a field the model lacks.
+    """
     if obj.__class__ is dict:
         return obj.get(name)
-    return getattr(obj, name, None)
+    fields = getattr(obj, "__dict__", None)
+    if fields is None:
+        return getattr(obj, name, None)
+    value = fields.get(name)
+    if value is None:
+        extra = getattr(obj, "__pydantic_extra__", None)
+        if extra:
+            return extra.get(name)
+    return value
 
 
 def count(value: Any) -> int | None:
@@ -107,14 +119,18 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
         outcome.response_id = get(chunk, "id")
     outcome.chunks += 1
     choices = get(chunk, "choices")
+    finished = False
     if choices:
         for choice in choices:
             reason = get(choice, "finish_reason")
             if reason:
                 outcome.finish_reasons.append(str(reason))
+                finished = True
     usage = get(chunk, "usage")
     if usage is None:
-        extra = get(chunk, "x_groq")  # Groq reports streamed usage here
+        if not finished:
+            return False
+        extra = get(chunk, "x_groq")  # Groq: usage in the finishing chunk's x_groq
         usage = get(extra, "usage") if extra is not None else None
         if usage is None:
             return False

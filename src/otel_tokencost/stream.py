@@ -1,16 +1,54 @@
 """Stream proxies: the user iterates the SDK's stream unchanged while the call's span follows it.
 
 The span ends exactly once: when the stream is exhausted, closed, left through `with`, raises, or is
-garbage-collected unfinished (the finalizer is why an abandoned stream still reports its tokens).
+garbage-collected unfinished (the finalizer is why an abandoned stream still ends its span).
+Chunks pass through a generator rather than a Python `__next__`: resuming a generator is the cheapest
+per-chunk hook Python offers.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import wrapt
 
 from .engine import Call
+
+# The generators hold the stream and the call but never the proxy: no reference cycle, so whichever
+# of proxy and generator is dropped last ends the span at once. `for chunk in create(stream=True)`
+# drops the proxy as the loop starts; the generator's finalizer covers that one.
+
+
+def _follow(stream: Any, call: Call, hide_usage_chunk: bool) -> Iterator[Any]:
+    try:
+        for chunk in stream:
+            if call.read_chunk(chunk) and hide_usage_chunk:
+                continue  # the usage chunk the instrumentation asked for, not the user
+            yield chunk
+    except GeneratorExit:
+        call.end()  # closed or collected before the end: not an error of the call
+        raise
+    except BaseException as error:
+        call.end(error)
+        raise
+    call.end()
+
+
+async def _follow_async(stream: Any, call: Call, hide_usage_chunk: bool) -> AsyncIterator[Any]:
+    try:
+        async for chunk in stream:
+            if call.read_chunk(chunk) and hide_usage_chunk:
+                continue
+            yield chunk
+    except GeneratorExit:
+        call.end()
+        raise
+    except BaseException as error:
+        call.end(error)
+        raise
+    call.end()
 
 
 class _StreamProxy(wrapt.ObjectProxy):
@@ -20,33 +58,30 @@ class _StreamProxy(wrapt.ObjectProxy):
         super().__init__(stream)
         self._self_call = call
         self._self_hide_usage_chunk = hide_usage_chunk
+        self._self_chunks: Any = None
+
+    def _self_chunk_iterator(self, follow: Any) -> Any:
+        if self._self_chunks is None:
+            call = self._self_call
+            self._self_chunks = follow(self.__wrapped__, call, self._self_hide_usage_chunk)
+            weakref.finalize(self._self_chunks, call.end)
+        return self._self_chunks
 
     def __del__(self) -> None:
-        # Abandoned unfinished: end the span with what was seen so far.
+        # Dropped before iteration began: end the span (once iterating, the generator's finalizer does).
         call = getattr(self, "_self_call", None)
-        if call is not None and not call.ended:
+        if call is not None and self._self_chunks is None and not call.ended:
             call.end()
 
 
 class StreamProxy(_StreamProxy):
     """Proxy for `openai.Stream`."""
 
-    def __iter__(self) -> StreamProxy:
-        return self
+    def __iter__(self) -> Iterator[Any]:
+        return self._self_chunk_iterator(_follow)
 
     def __next__(self) -> Any:
-        call = self._self_call
-        while True:
-            try:
-                chunk = self.__wrapped__.__next__()
-            except StopIteration:
-                call.end()
-                raise
-            except BaseException as error:
-                call.end(error)
-                raise
-            if not (call.read_chunk(chunk) and self._self_hide_usage_chunk):
-                return chunk
+        return next(self.__iter__())
 
     def close(self) -> None:
         try:
@@ -64,22 +99,11 @@ class StreamProxy(_StreamProxy):
 class AsyncStreamProxy(_StreamProxy):
     """Proxy for `openai.AsyncStream`."""
 
-    def __aiter__(self) -> AsyncStreamProxy:
-        return self
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._self_chunk_iterator(_follow_async)
 
     async def __anext__(self) -> Any:
-        call = self._self_call
-        while True:
-            try:
-                chunk = await self.__wrapped__.__anext__()
-            except StopAsyncIteration:
-                call.end()
-                raise
-            except BaseException as error:
-                call.end(error)
-                raise
-            if not (call.read_chunk(chunk) and self._self_hide_usage_chunk):
-                return chunk
+        return await self.__aiter__().__anext__()
 
     async def close(self) -> None:
         try:
