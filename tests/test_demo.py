@@ -1,0 +1,51 @@
+"""`otel-tokencost demo`, the main job, run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+from conftest import genai_cost
+
+
+def run_demo() -> str:
+    command = [str(Path(sys.executable).parent / "otel-tokencost"), "demo"]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_EXPORTER_OTLP")}
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=True)
+    return result.stdout
+
+
+def table_rows(stdout: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in stdout.splitlines():
+        cells = line.split()
+        if len(cells) == 7 and cells[1].isdigit():
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_demo_prints_the_cost_report_by_model() -> None:
+    stdout = run_demo()
+    assert "Local OpenAI-compatible server on http://127.0.0.1:" in stdout
+    rows = table_rows(stdout)
+    assert set(rows) == {
+        "gpt-4o-mini",
+        "gpt-4.1",
+        "deepseek-chat",
+        "text-embedding-3-small",
+        "my-finetune-v7",
+        "total",
+    }
+    # gpt-4o-mini: 3 sync calls, 1 sync stream, 3 async calls and 1 failed call.
+    calls, errors, input_tokens, output_tokens, cost, _p95 = rows["gpt-4o-mini"]
+    assert (calls, errors) == ("8", "1")
+    assert Decimal(cost) == round(genai_cost("gpt-4o-mini", int(input_tokens), int(output_tokens)), 6)
+    assert rows["my-finetune-v7"][4] == "unpriced"
+    total = rows["total"]
+    assert int(total[0]) == sum(int(row[0]) for name, row in rows.items() if name != "total")
+    priced = [Decimal(row[4]) for name, row in rows.items() if name != "total" and row[4] != "unpriced"]
+    assert abs(Decimal(total[4]) - sum(priced)) <= Decimal("0.000003")
+    assert "Set OTEL_EXPORTER_OTLP_ENDPOINT" in stdout
