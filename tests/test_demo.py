@@ -39,9 +39,10 @@ def test_demo_prints_the_cost_report_by_model() -> None:
         "my-finetune-v7",
         "total",
     }
-    # gpt-4o-mini: 3 sync calls, 1 sync stream, 3 async calls and 1 failed call.
+    # gpt-4o-mini: 3 sync calls, 1 sync stream, 3 async calls, 1 failed call, 1 requests stream.
     calls, errors, input_tokens, output_tokens, cost, _p95 = rows["gpt-4o-mini"]
-    assert (calls, errors) == ("8", "1")
+    assert (calls, errors) == ("9", "1")
+    assert rows["deepseek-chat"][0] == "6"  # 3 through the SDK, 3 through requests
     assert Decimal(cost) == round(genai_cost("gpt-4o-mini", int(input_tokens), int(output_tokens)), 6)
     assert rows["my-finetune-v7"][4] == "unpriced"
     total = rows["total"]

@@ -10,9 +10,10 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from .engine import Telemetry
 from .instrumentation.openai import OpenAIInstrumentor
+from .instrumentation.requests import RequestsInstrumentor
 from .version import __version__
 
-__all__ = ["OpenAIInstrumentor", "__version__", "instrument", "uninstrument"]
+__all__ = ["OpenAIInstrumentor", "RequestsInstrumentor", "__version__", "instrument", "uninstrument"]
 
 _lock = threading.Lock()
 _active: list[BaseInstrumentor] = []
@@ -29,7 +30,7 @@ def instrument(
         if _active:
             return
         telemetry = Telemetry.from_config(tracer_provider, meter_provider, prices)
-        for instrumentor, module in ((OpenAIInstrumentor(), "openai"),):
+        for instrumentor, module in ((OpenAIInstrumentor(), "openai"), (RequestsInstrumentor(), "requests")):
             if importlib.util.find_spec(module) is not None:
                 instrumentor.instrument(telemetry=telemetry, skip_dep_check=True)
                 _active.append(instrumentor)

@@ -63,6 +63,29 @@ def _sync_traffic(openai, base_url: str) -> None:
             )
 
 
+def _requests_traffic(base_url: str) -> None:
+    """The same API called with plain `requests`, as many services do, streaming and not."""
+    import requests
+
+    with requests.Session() as session:
+        for question in QUESTIONS:
+            session.post(
+                f"{base_url}/chat/completions",
+                json={"model": "deepseek-chat", "messages": [{"role": "user", "content": question}]},
+                headers={"Authorization": "Bearer demo-key"},
+                timeout=10,
+            )
+        body = {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": QUESTIONS[1]}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        with session.post(f"{base_url}/chat/completions", json=body, stream=True, timeout=10) as response:
+            for _ in response.iter_lines():
+                pass
+
+
 async def _async_traffic(openai, base_url: str) -> None:
     async with openai.AsyncOpenAI(base_url=base_url, api_key="demo-key") as client:
         calls = [
@@ -91,6 +114,7 @@ def run(out: TextIO = sys.stdout) -> int:
         with LocalServer() as server:
             print(f"Local OpenAI-compatible server on {server.base_url}", file=out)
             _sync_traffic(openai, server.base_url)
+            _requests_traffic(server.base_url)
             asyncio.run(_async_traffic(openai, server.base_url))
     finally:
         uninstrument()

@@ -36,6 +36,7 @@ REQUEST_PARAMS = (
     ("top_p", names.REQUEST_TOP_P),
 )
 STRICT_ENV = "OTEL_TOKENCOST_STRICT"
+IN_CALL = context_api.create_key("otel_tokencost.in_call")
 
 
 def report_internal_error(what: str) -> None:
@@ -64,8 +65,8 @@ class Telemetry:
         return cls(tracer, meter, Pricer(_load_prices(prices)), capture)
 
     def start(self, endpoint: Endpoint, operation: Operation, body: Mapping[str, Any]) -> Call | None:
-        """Start the span of one call, or None when instrumentation is suppressed here."""
-        if not is_instrumentation_enabled():
+        """Start the span of one call; None when suppressed, or inside a call already being measured."""
+        if not is_instrumentation_enabled() or context_api.get_value(IN_CALL):
             return None
         return Call(self, endpoint, operation, body)
 
@@ -140,8 +141,12 @@ class Call:
         return attributes
 
     def activate(self) -> object:
-        """Make the span current (so HTTP spans nest under it); pass the token to `deactivate`."""
-        return context_api.attach(trace.set_span_in_context(self.span))
+        """Make the span current (so HTTP spans nest under it); pass the token to `deactivate`.
+
+        The context also marks the call, so a transport layer below (a redirect's second `send`, say)
+        does not start a second GenAI span for it.
+        """
+        return context_api.attach(context_api.set_value(IN_CALL, True, trace.set_span_in_context(self.span)))
 
     @staticmethod
     def deactivate(token: object) -> None:

@@ -41,23 +41,28 @@ def count(value: Any) -> int | None:
     return None
 
 
+def _counts(usage: Any, input_name: str, output_name: str) -> tuple[int | None, int | None] | None:
+    """The two totals, or None when either is present but not a usable count."""
+    raw_input, raw_output = get(usage, input_name), get(usage, output_name)
+    input_tokens, output_tokens = count(raw_input), count(raw_output)
+    if (raw_input is not None and input_tokens is None) or (raw_output is not None and output_tokens is None):
+        return None  # a usage the provider garbled: no tokens beats a wrong cost
+    return input_tokens, output_tokens
+
+
 def parse_usage(usage: Any) -> Usage | None:
     """Usage in Chat Completions or Responses shape; subsets are clamped to their totals."""
-    if usage is None:
+    if usage is None or usage.__class__ in (str, int, float, bool, list):
         return None
-    input_tokens = count(get(usage, "prompt_tokens"))
-    output_tokens = count(get(usage, "completion_tokens"))
-    input_details = get(usage, "prompt_tokens_details")
-    output_details = get(usage, "completion_tokens_details")
-    if input_tokens is None and output_tokens is None:
-        input_tokens = count(get(usage, "input_tokens"))
-        output_tokens = count(get(usage, "output_tokens"))
-        input_details = get(usage, "input_tokens_details")
-        output_details = get(usage, "output_tokens_details")
-        if input_tokens is None and output_tokens is None:
-            return None
-    input_tokens = input_tokens or 0
-    output_tokens = output_tokens or 0
+    totals = _counts(usage, "prompt_tokens", "completion_tokens")
+    details = "prompt_tokens_details", "completion_tokens_details"
+    if totals == (None, None):
+        totals = _counts(usage, "input_tokens", "output_tokens")
+        details = "input_tokens_details", "output_tokens_details"
+    if totals is None or totals == (None, None):
+        return None
+    input_tokens, output_tokens = totals[0] or 0, totals[1] or 0
+    input_details, output_details = get(usage, details[0]), get(usage, details[1])
     cached = count(get(input_details, "cached_tokens")) if input_details is not None else None
     if cached is None:
         cached = count(get(usage, "prompt_cache_hit_tokens"))  # DeepSeek

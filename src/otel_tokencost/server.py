@@ -15,6 +15,8 @@ message) and reply words. Request headers control the behaviour, never the body:
 - ``x-mock-chunks``: make the reply exactly N words, so streams have N content chunks.
 - ``x-mock-delay-ms`` / ``x-mock-chunk-delay-ms``: sleep before answering / between stream events.
 - ``x-mock-cut-after``: stream at most N content chunks, then drop the connection unfinished.
+- ``x-mock-raw-body``: answer with this body verbatim (``\\n`` escapes allowed), with the status of
+  ``x-mock-status`` (else 200) and the type of ``x-mock-content-type`` (else ``text/html``).
 """
 
 from __future__ import annotations
@@ -512,6 +514,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(400, str(exc))
             return
         time.sleep(controls.delay_ms / 1000)
+        raw_body = self.headers.get("x-mock-raw-body")
+        if raw_body is not None:
+            content_type = self.headers.get("x-mock-content-type", "text/html")
+            self._send_raw(controls.status or 200, raw_body.replace("\\n", "\n").encode(), content_type)
+            return
         if controls.status is not None and self._should_fail(controls.fail_times):
             self._send_error(controls.status, f"Simulated error with status {controls.status}.")
             return
@@ -557,9 +564,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         """A JSON response with Content-Length (keeps the connection reusable)."""
-        data = _dumps(payload).encode()
+        self._send_raw(status, _dumps(payload).encode(), "application/json", headers)
+
+    def _send_raw(
+        self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        """A response with Content-Length (keeps the connection reusable)."""
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)

@@ -1,0 +1,191 @@
+"""The `requests` patch point: `Session.send`, which every `requests.post` and Session call goes through.
+
+A POST whose URL path ends in an OpenAI-compatible endpoint is a call; anything else passes through
+after one string check. Nothing the user sends or reads is modified: a streamed body is observed as the
+user consumes it, through whichever of `iter_lines`, `iter_content`, `.content` or `raw.read` they use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import weakref
+from collections.abc import Collection, Iterator
+from typing import Any
+
+import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
+
+from ..engine import Call, Telemetry, report_internal_error
+from ..operations import CHAT_COMPLETIONS, Operation, operation_for
+from ..package import _instruments_requests
+from ..providers import endpoint_for
+from ..sse import SSEObserver
+
+PATHS_ENV = "OTEL_TOKENCOST_REQUESTS_PATHS"
+STANDARD_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses")
+
+
+class RequestsInstrumentor(BaseInstrumentor):
+    """Spans, token usage and cost for raw `requests` calls to OpenAI-compatible endpoints."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments_requests
+
+    def _instrument(self, **kwargs: Any) -> None:
+        telemetry = kwargs.get("telemetry") or Telemetry.from_config(
+            kwargs.get("tracer_provider"), kwargs.get("meter_provider"), kwargs.get("prices")
+        )
+        configured = os.environ.get(PATHS_ENV, "").split(",")
+        extra = tuple("/" + suffix.strip().strip("/") for suffix in configured if suffix.strip())
+        wrapt.wrap_function_wrapper("requests.sessions", "Session.send", _SendPatch(telemetry, extra))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        import requests
+
+        unwrap(requests.Session, "send")
+
+
+class _SendPatch:
+    """The `Session.send` wrapper."""
+
+    def __init__(self, telemetry: Telemetry, extra_suffixes: tuple[str, ...]) -> None:
+        self.telemetry = telemetry
+        self.suffixes = STANDARD_SUFFIXES + extra_suffixes
+        self.extra_suffixes = extra_suffixes
+
+    def __call__(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        request = args[0] if args else kwargs.get("request")
+        # The cheap test first: method and URL path, before the body is looked at.
+        url = getattr(request, "url", None)
+        if getattr(request, "method", None) != "POST" or url.__class__ is not str:
+            return wrapped(*args, **kwargs)
+        path = url.split("?", 1)[0].rstrip("/")
+        if not path.endswith(self.suffixes):
+            return wrapped(*args, **kwargs)
+        call = self._start(request.body, path)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        token = call.activate()
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as error:
+            call.end(error)
+            raise
+        finally:
+            call.deactivate(token)
+        try:
+            _follow(call, response, streamed=bool(kwargs.get("stream")))
+        except Exception:
+            report_internal_error("reading the requests response")
+            call.end()
+        return response
+
+    def _start(self, raw_body: Any, path: str) -> Call | None:
+        try:
+            operation, base_url = self._operation(path)
+            return self.telemetry.start(endpoint_for(base_url), operation, _json_body(raw_body))
+        except Exception:
+            report_internal_error("starting the requests span")
+            return None
+
+    def _operation(self, path: str) -> tuple[Operation, str]:
+        """The operation and the client's base URL (the URL less the endpoint's suffix).
+
+        Extra suffixes (OTEL_TOKENCOST_REQUESTS_PATHS) are read as Chat Completions; its usage reader
+        also understands the Responses API's usage shape.
+        """
+        suffix = next(suffix for suffix in self.suffixes if path.endswith(suffix))
+        operation = CHAT_COMPLETIONS if suffix in self.extra_suffixes else operation_for(path)
+        return operation or CHAT_COMPLETIONS, path[: -len(suffix)]
+
+
+def _json_body(raw_body: Any) -> dict:
+    if raw_body is None or raw_body.__class__ not in (bytes, str):
+        return {}
+    try:
+        body = json.loads(raw_body)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _follow(call: Call, response: Any, streamed: bool) -> None:
+    """Finish the call from a body `send` already read, or watch a streamed one as the user reads it."""
+    status = response.status_code
+    error_type = str(status) if status >= 400 else None
+    if not streamed:
+        _read_body(call, response.content)
+        call.end(error_type=error_type)
+        return
+    response.raw = RawProxy(response.raw, call, SSEObserver(call), error_type)
+    weakref.finalize(response, call.end)  # a response dropped unread still ends its span
+
+
+def _read_body(call: Call, content: Any) -> None:
+    if not content or content.__class__ is not bytes:
+        return
+    if call.body.get("stream") is True or content.startswith(b"data:") or b"\ndata:" in content[:512]:
+        observer = SSEObserver(call)
+        observer.feed(content)
+        observer.finish()
+        return
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return  # an HTML error page, say: the span keeps its status and error.type
+    if isinstance(body, dict):
+        call.read(body)
+
+
+class RawProxy(wrapt.ObjectProxy):
+    """The urllib3 response under a streamed `requests.Response`: bytes pass through untouched."""
+
+    def __init__(self, raw: Any, call: Call, observer: SSEObserver, error_type: str | None) -> None:
+        super().__init__(raw)
+        self._self_call = call
+        self._self_observer = observer
+        self._self_error_type = error_type
+
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        observer = self._self_observer
+        try:
+            for data in self.__wrapped__.stream(*args, **kwargs):
+                observer.feed(data)
+                yield data
+        except GeneratorExit:
+            raise
+        except BaseException as error:
+            self._self_call.end(error)
+            raise
+        self._self_end()
+
+    def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
+        try:
+            data = self.__wrapped__.read(amt, *args, **kwargs)
+        except BaseException as error:
+            self._self_call.end(error)
+            raise
+        self._self_observer.feed(data)
+        if amt is None or not data:
+            self._self_end()
+        return data
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_end()
+
+    def release_conn(self) -> None:
+        try:
+            self.__wrapped__.release_conn()
+        finally:
+            self._self_end()
+
+    def _self_end(self) -> None:
+        call = self._self_call
+        if not call.ended:
+            self._self_observer.finish()
+            call.end(error_type=self._self_error_type)

@@ -1,0 +1,382 @@
+"""Raw `requests` calls to OpenAI-compatible endpoints: the same spans, tokens and cost as the SDK."""
+
+from __future__ import annotations
+
+import gc
+import json
+from decimal import Decimal
+
+import pytest
+import requests
+from opentelemetry.trace import SpanKind, StatusCode
+
+from otel_tokencost import RequestsInstrumentor, names
+
+from conftest import API_KEY, genai_cost
+
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+MESSAGES = [{"role": "user", "content": "What does this call cost?"}]
+
+
+@pytest.fixture
+def traced(telemetry):
+    RequestsInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    yield telemetry
+    RequestsInstrumentor().uninstrument()
+
+
+def usage(prompt: int, completion: int, **extra) -> dict:
+    body = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {**HEADERS, "x-mock-usage": json.dumps({**body, **extra})}
+
+
+def post(server, path: str, body: dict, headers: dict | None = None, **kwargs) -> requests.Response:
+    kwargs.setdefault("timeout", 10)
+    return requests.post(f"{server.base_url}{path}", json=body, headers=headers or HEADERS, **kwargs)
+
+
+def chat_body(**extra) -> dict:
+    return {"model": "gpt-4o-mini", "messages": MESSAGES, **extra}
+
+
+def test_chat_completion(traced, server) -> None:
+    response = post(
+        server,
+        "/chat/completions",
+        chat_body(temperature=0.5),
+        usage(1500, 400, **{"prompt_tokens_details": {"cached_tokens": 1024}}),
+    )
+    span = traced.span()
+    assert (span.name, span.kind, span.status.status_code) == (
+        "chat gpt-4o-mini",
+        SpanKind.CLIENT,
+        StatusCode.UNSET,
+    )
+    assert dict(span.attributes) == {
+        names.OPERATION_NAME: "chat",
+        names.PROVIDER_NAME: "openai",
+        names.SERVER_ADDRESS: "127.0.0.1",
+        names.SERVER_PORT: server.port,
+        names.REQUEST_MODEL: "gpt-4o-mini",
+        names.REQUEST_TEMPERATURE: 0.5,
+        names.RESPONSE_MODEL: "gpt-4o-mini",
+        names.RESPONSE_ID: response.json()["id"],
+        names.RESPONSE_FINISH_REASONS: ("stop",),
+        names.USAGE_INPUT_TOKENS: 1500,
+        names.USAGE_OUTPUT_TOKENS: 400,
+        names.USAGE_CACHE_READ_INPUT_TOKENS: 1024,
+        names.USAGE_COST_AMOUNT: float(genai_cost("gpt-4o-mini", 1500, 400, cached=1024)),
+        names.USAGE_COST_CURRENCY: "USD",
+        names.PRICING_SOURCE: "genai-prices:model-only",
+    }
+    (cost,) = traced.points(names.METRIC_COST)
+    assert cost.sum == span.attributes[names.USAGE_COST_AMOUNT]
+
+
+@pytest.mark.parametrize("encode", [lambda body: json.dumps(body).encode(), json.dumps], ids=["bytes", "str"])
+def test_body_given_as_data(traced, server, encode) -> None:
+    requests.post(
+        f"{server.base_url}/chat/completions", data=encode(chat_body()), headers=usage(20, 10), timeout=10
+    )
+    assert traced.span().attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 20, 10))
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "span_name"),
+    [
+        (
+            "/completions",
+            {"model": "gpt-3.5-turbo-instruct", "prompt": "hi"},
+            "text_completion gpt-3.5-turbo-instruct",
+        ),
+        (
+            "/embeddings",
+            {"model": "text-embedding-3-small", "input": "a b c"},
+            "embeddings text-embedding-3-small",
+        ),
+        ("/responses", {"model": "gpt-4.1", "input": "a b c"}, "chat gpt-4.1"),
+    ],
+)
+def test_other_endpoints(traced, server, path, body, span_name) -> None:
+    returned = post(server, path, body).json()["usage"]
+    span = traced.span()
+    assert span.name == span_name
+    expected_input = returned.get("prompt_tokens", returned.get("input_tokens"))
+    assert span.attributes[names.USAGE_INPUT_TOKENS] == expected_input
+
+
+def test_session_and_prices_file(telemetry, server, tmp_path) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text(
+        json.dumps(
+            {
+                "providers": [
+                    {"match": server.base_url, "models": {"house-llm": {"input_mtok": 3, "output_mtok": 9}}},
+                ]
+            }
+        )
+    )
+    RequestsInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider, prices=str(prices)
+    )
+    try:
+        with requests.Session() as session:
+            session.post(
+                f"{server.base_url}/chat/completions",
+                json={"model": "house-llm", "messages": MESSAGES},
+                headers=usage(1000, 100),
+                timeout=10,
+            )
+    finally:
+        RequestsInstrumentor().uninstrument()
+    span = telemetry.span()
+    assert span.attributes[names.PRICING_SOURCE] == "prices-file"
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(
+        (Decimal(3) * 1000 + Decimal(9) * 100) / 1_000_000
+    )
+
+
+# Streams: every way a user can read the body ---------------------------------------------------
+
+
+def stream_lines(response: requests.Response, style: str) -> list[bytes]:
+    if style == "iter_lines":
+        return [line for line in response.iter_lines() if line]
+    if style == "iter_content":
+        data = b"".join(response.iter_content(chunk_size=7))
+    elif style == "content":
+        data = response.content
+    elif style == "raw_read_chunks":
+        data = b"".join(iter(lambda: response.raw.read(64), b""))
+    else:
+        data = response.raw.read()
+    return [line for line in data.split(b"\n") if line]
+
+
+STYLES = ["iter_lines", "iter_content", "content", "raw_read_chunks", "raw_read_all"]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_stream_with_usage_every_consumption_style(traced, server, style) -> None:
+    body = chat_body(stream=True, stream_options={"include_usage": True})
+    response = post(server, "/chat/completions", body, {**HEADERS, "x-mock-chunks": "6"}, stream=True)
+    assert traced.spans() == ()
+    lines = stream_lines(response, style)
+    response.close()
+    events = [json.loads(line[6:]) for line in lines if line != b"data: [DONE]"]
+    assert len(events) == 9 and lines[-1] == b"data: [DONE]"  # untouched: role, 6 words, finish, usage
+    span = traced.span()
+    reported = events[-1]["usage"]
+    assert (span.attributes[names.USAGE_INPUT_TOKENS], span.attributes[names.USAGE_OUTPUT_TOKENS]) == (
+        reported["prompt_tokens"],
+        6,
+    )
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(
+        genai_cost("gpt-4o-mini", reported["prompt_tokens"], 6)
+    )
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
+    assert span.attributes[names.RESPONSE_ID] == events[0]["id"]
+    assert span.attributes[names.REQUEST_STREAM] is True
+    assert span.attributes[names.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+
+
+def test_stream_without_usage_event(traced, server) -> None:
+    response = post(server, "/chat/completions", chat_body(stream=True), {"x-mock-chunks": "5"}, stream=True)
+    assert sum(1 for line in response.iter_lines() if line) == 5 + 2 + 1  # words, role, finish, [DONE]
+    span = traced.span()
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
+    assert names.USAGE_INPUT_TOKENS not in span.attributes and names.USAGE_COST_AMOUNT not in span.attributes
+
+
+def test_streamed_body_read_by_send(traced, server) -> None:
+    """`stream` in the JSON body but not passed to requests: send() reads the whole SSE body."""
+    response = post(
+        server, "/chat/completions", chat_body(stream=True, stream_options={"include_usage": True})
+    )
+    assert response.text.endswith("data: [DONE]\n\n")
+    span = traced.span()
+    assert span.attributes[names.USAGE_OUTPUT_TOKENS] > 0 and names.USAGE_COST_AMOUNT in span.attributes
+
+
+def test_responses_stream(traced, server) -> None:
+    response = post(
+        server, "/responses", {"model": "gpt-4.1", "input": "one two three", "stream": True}, stream=True
+    )
+    events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith(b"data: ")]
+    final = events[-1]["response"]
+    span = traced.span()
+    assert span.attributes[names.USAGE_INPUT_TOKENS] == final["usage"]["input_tokens"]
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(
+        genai_cost("gpt-4.1", final["usage"]["input_tokens"], final["usage"]["output_tokens"])
+    )
+
+
+@pytest.mark.parametrize("ending", ["close", "with", "collected", "partial_then_close"])
+def test_stream_span_ends_exactly_once(traced, server, ending) -> None:
+    body = chat_body(stream=True, stream_options={"include_usage": True})
+    if ending == "with":
+        with post(server, "/chat/completions", body, stream=True) as response:
+            next(response.iter_lines())
+    else:
+        response = post(server, "/chat/completions", body, stream=True)
+        if ending == "partial_then_close":
+            next(response.iter_content(16))
+        if ending == "collected":
+            del response
+            gc.collect()
+        else:
+            response.close()
+    assert len(traced.spans()) == 1
+    gc.collect()
+    assert len(traced.spans()) == 1
+
+
+def test_cut_stream_records_the_error(traced, server) -> None:
+    response = post(
+        server, "/chat/completions", chat_body(stream=True), {"x-mock-cut-after": "2"}, stream=True
+    )
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        list(response.iter_lines())
+    span = traced.span()
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes[names.ERROR_TYPE].startswith("urllib3.exceptions.")
+
+
+# Faults ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 429, 400])
+def test_error_status(traced, server, status) -> None:
+    response = post(server, "/chat/completions", chat_body(), {"x-mock-status": str(status)})
+    assert response.status_code == status and response.json()["error"]["message"]
+    span = traced.span()
+    assert (span.status.status_code, span.attributes[names.ERROR_TYPE]) == (StatusCode.ERROR, str(status))
+
+
+def test_html_error_page(traced, server) -> None:
+    page = "<html><body>502 Bad Gateway</body></html>"
+    response = post(
+        server, "/chat/completions", chat_body(), {"x-mock-status": "502", "x-mock-raw-body": page}
+    )
+    assert response.text == page
+    span = traced.span()
+    assert span.attributes[names.ERROR_TYPE] == "502" and names.USAGE_INPUT_TOKENS not in span.attributes
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "content_type"),
+    [
+        ("not json at all", "application/json"),
+        ("[1, 2]", "application/json"),
+        ('{"usage": 5}', "application/json"),
+        ("data: {broken\\n\\ndata: [DONE]\\n\\n", "text/event-stream"),
+    ],
+)
+def test_unreadable_bodies_give_a_plain_span(traced, server, raw_body, content_type) -> None:
+    post(
+        server,
+        "/chat/completions",
+        chat_body(),
+        {"x-mock-raw-body": raw_body, "x-mock-content-type": content_type},
+    )
+    span = traced.span()
+    assert span.status.status_code == StatusCode.UNSET and names.USAGE_INPUT_TOKENS not in span.attributes
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"prompt_tokens": "10", "completion_tokens": 5},
+        {"prompt_tokens": 10, "completion_tokens": -5},
+        {"prompt_tokens": None},
+        {"input_tokens": 1.5, "output_tokens": 2},
+    ],
+)
+def test_usage_with_wrong_types(traced, server, bad) -> None:
+    post(server, "/chat/completions", chat_body(), {"x-mock-usage": json.dumps(bad)})
+    attributes = traced.span().attributes
+    assert names.USAGE_INPUT_TOKENS not in attributes and names.USAGE_COST_AMOUNT not in attributes
+
+
+def test_connection_error(traced) -> None:
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post("http://127.0.0.1:9/v1/chat/completions", json=chat_body(), timeout=5)
+    assert traced.span().attributes[names.ERROR_TYPE] == "requests.exceptions.ConnectionError"
+
+
+def test_timeout(traced, server) -> None:
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        post(server, "/chat/completions", chat_body(), {"x-mock-delay-ms": "400"}, timeout=0.05)
+    assert traced.span().attributes[names.ERROR_TYPE] == "requests.exceptions.ReadTimeout"
+
+
+# What is not an LLM call -----------------------------------------------------------------------
+
+
+def test_non_llm_requests_make_no_span(traced, server) -> None:
+    requests.get(f"{server.base_url}/chat/completions", timeout=5)
+    requests.post(f"{server.base_url}/files", json={"purpose": "x"}, timeout=5)
+    requests.post(f"{server.base_url}/chat/completions/extra", json=chat_body(), timeout=5)
+    assert traced.spans() == ()
+
+
+def test_extra_paths_from_the_environment(telemetry, server, monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_TOKENCOST_REQUESTS_PATHS", "/api/generate, chat/send")
+    RequestsInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        requests.post(f"{server.base_url}/api/generate", json={"model": "llama3"}, timeout=5)
+    finally:
+        RequestsInstrumentor().uninstrument()
+    span = telemetry.span()
+    assert span.name == "chat llama3"
+    assert span.attributes[names.ERROR_TYPE] == "404"  # the local server does not serve this path
+
+
+def test_no_secret_in_telemetry(traced, server) -> None:
+    requests.post(
+        f"{server.base_url.replace('http://', 'http://user:pw@')}/chat/completions?api-key={API_KEY}",
+        json=chat_body(),
+        headers=HEADERS,
+        timeout=5,
+    )
+    text = json.dumps({key: str(value) for key, value in traced.span().attributes.items()})
+    assert API_KEY not in text and "pw" not in text and "Bearer" not in text
+
+
+def test_beside_the_requests_http_instrumentation(telemetry, server) -> None:
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor as HTTPInstrumentor
+
+    HTTPInstrumentor().instrument(tracer_provider=telemetry.tracer_provider)
+    RequestsInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        post(server, "/chat/completions", chat_body())
+    finally:
+        RequestsInstrumentor().uninstrument()
+        HTTPInstrumentor().uninstrument()
+    http, genai = sorted(telemetry.spans(), key=lambda span: span.name == "chat gpt-4o-mini")
+    assert genai.name == "chat gpt-4o-mini" and http.name == "POST"
+    assert http.parent.span_id == genai.context.span_id
+    assert http.context.trace_id == genai.context.trace_id
+
+
+def test_http_instrumentation_applied_last_still_one_genai_span(telemetry, server) -> None:
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor as HTTPInstrumentor
+
+    RequestsInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    HTTPInstrumentor().instrument(tracer_provider=telemetry.tracer_provider)
+    try:
+        post(server, "/chat/completions", chat_body())
+    finally:
+        HTTPInstrumentor().uninstrument()
+        RequestsInstrumentor().uninstrument()
+    names_seen = sorted(span.name for span in telemetry.spans())
+    assert names_seen == ["POST", "chat gpt-4o-mini"]
+    assert {span.context.trace_id for span in telemetry.spans()} == {telemetry.spans()[0].context.trace_id}
