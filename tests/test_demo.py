@@ -8,12 +8,16 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from conftest import genai_cost
+from otlp_receiver import OTLPReceiver
 
 
-def run_demo() -> str:
+def run_demo(**env: str) -> str:
     command = [str(Path(sys.executable).parent / "otel-tokencost"), "demo"]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_EXPORTER_OTLP")}
+    environment.update(env)
     result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=True)
     return result.stdout
 
@@ -50,3 +54,28 @@ def test_demo_prints_the_cost_report_by_model() -> None:
     priced = [Decimal(row[4]) for name, row in rows.items() if name != "total" and row[4] != "unpriced"]
     assert abs(Decimal(total[4]) - sum(priced)) <= Decimal("0.000003")
     assert "Set OTEL_EXPORTER_OTLP_ENDPOINT" in stdout
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_demo_exports_over_otlp(protocol: str) -> None:
+    with OTLPReceiver() as receiver:
+        port = receiver.grpc_port if protocol == "grpc" else receiver.http_port
+        stdout = run_demo(
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
+            OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+            OTEL_SERVICE_NAME="demo-under-test",
+        )
+    assert f"exported over OTLP to http://127.0.0.1:{port}" in stdout
+    rows = table_rows(stdout)
+    spans = [span for span in receiver.spans if span["scope"] == "otel_tokencost"]
+    assert len(spans) == int(rows["total"][0])
+    assert {span["resource"]["service.name"] for span in spans} == {"demo-under-test"}
+    priced = [
+        span["attributes"]["gen_ai.usage.cost.amount"]
+        for span in spans
+        if "gen_ai.usage.cost.amount" in span["attributes"]
+    ]
+    assert abs(Decimal(repr(sum(priced))) - Decimal(rows["total"][4])) <= Decimal("0.000001")
+    cost_points = receiver.metrics["gen_ai.client.operation.cost"]
+    assert sum(point.count for point in cost_points) == len(priced)
+    assert sum(point.sum for point in cost_points) == pytest.approx(sum(priced), rel=1e-12)

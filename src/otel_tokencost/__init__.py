@@ -1,22 +1,36 @@
-"""otel_tokencost: OpenTelemetry spans, token usage and cost for OpenAI-compatible LLM calls."""
+"""otel_tokencost: OpenTelemetry spans, token usage and cost for OpenAI-compatible LLM calls.
+
+Importing the package is cheap: the instrumentors (and the OpenTelemetry instrumentation machinery
+behind them) load on first use.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-
-from .engine import Telemetry
-from .instrumentation.openai import OpenAIInstrumentor
-from .instrumentation.requests import RequestsInstrumentor
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .instrumentation.openai import OpenAIInstrumentor
+    from .instrumentation.requests import RequestsInstrumentor
 
 __all__ = ["OpenAIInstrumentor", "RequestsInstrumentor", "__version__", "instrument", "uninstrument"]
 
+_INSTRUMENTORS = {
+    "OpenAIInstrumentor": ("otel_tokencost.instrumentation.openai", "openai"),
+    "RequestsInstrumentor": ("otel_tokencost.instrumentation.requests", "requests"),
+}
 _lock = threading.Lock()
-_active: list[BaseInstrumentor] = []
+_active: list[Any] = []
+
+
+def __getattr__(name: str) -> Any:
+    if name in _INSTRUMENTORS:
+        module = importlib.import_module(_INSTRUMENTORS[name][0])
+        return getattr(module, name)
+    raise AttributeError(f"module 'otel_tokencost' has no attribute {name!r}")
 
 
 def instrument(
@@ -26,12 +40,15 @@ def instrument(
     budgets: Any = (),
 ) -> None:
     """Instrument every supported client library that is importable; calling it again changes nothing."""
+    from .engine import Telemetry
+
     with _lock:
         if _active:
             return
         telemetry = Telemetry.from_config(tracer_provider, meter_provider, prices)
-        for instrumentor, module in ((OpenAIInstrumentor(), "openai"), (RequestsInstrumentor(), "requests")):
-            if importlib.util.find_spec(module) is not None:
+        for name, (_, library) in _INSTRUMENTORS.items():
+            if importlib.util.find_spec(library) is not None:
+                instrumentor = __getattr__(name)()
                 instrumentor.instrument(telemetry=telemetry, skip_dep_check=True)
                 _active.append(instrumentor)
 

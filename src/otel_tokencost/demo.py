@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -32,12 +32,21 @@ def _providers(report: SpendReport) -> tuple[TracerProvider, MeterProvider, bool
     readers = []
     exporting = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
     if exporting:
+        span_exporter, metric_exporter = _otlp_exporters()
+        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+        readers.append(PeriodicExportingMetricReader(metric_exporter))
+    return tracer_provider, MeterProvider(resource=resource, metric_readers=readers), exporting
+
+
+def _otlp_exporters() -> tuple[Any, Any]:
+    """OTLP exporters for the protocol the standard variable names (gRPC unless it says http)."""
+    if os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc").startswith("http"):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    else:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    return tracer_provider, MeterProvider(resource=resource, metric_readers=readers), exporting
+    return OTLPSpanExporter(), OTLPMetricExporter()
 
 
 def _sync_traffic(openai, base_url: str) -> None:
