@@ -1,4 +1,4 @@
-"""The `requests` patch point: `Session.send`, which every `requests.post` and Session call goes through.
+"""The `requests` patch points: `Session.request` and `Session.send`, which every call goes through.
 
 A POST whose URL path ends in an OpenAI-compatible endpoint is a call; anything else passes through
 after one string check. Nothing the user sends or reads is modified: a streamed body is observed as the
@@ -39,32 +39,68 @@ class RequestsInstrumentor(BaseInstrumentor):
         )
         configured = os.environ.get(PATHS_ENV, "").split(",")
         extra = tuple("/" + suffix.strip().strip("/") for suffix in configured if suffix.strip())
-        wrapt.wrap_function_wrapper("requests.sessions", "Session.send", _SendPatch(telemetry, extra))
+        patch = _Patch(telemetry, extra)
+        wrapt.wrap_function_wrapper("requests.sessions", "Session.request", patch.request)
+        wrapt.wrap_function_wrapper("requests.sessions", "Session.send", patch.send)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         import requests
 
+        unwrap(requests.Session, "request")
         unwrap(requests.Session, "send")
 
 
-class _SendPatch:
-    """The `Session.send` wrapper."""
+class _Patch:
+    """The wrappers of `Session.request` and `Session.send`.
+
+    `Session.request` (behind `requests.post` and `Session.post`) is wrapped as well as `send` so that
+    the GenAI span starts outside any `send` wrapper, whatever order instrumentations were applied in:
+    an HTTP span from opentelemetry-instrumentation-requests then always nests under it. Inside a call
+    the `send` wrapper passes through; called directly, `send` is measured itself.
+    """
 
     def __init__(self, telemetry: Telemetry, extra_suffixes: tuple[str, ...]) -> None:
         self.telemetry = telemetry
         self.suffixes = STANDARD_SUFFIXES + extra_suffixes
         self.extra_suffixes = extra_suffixes
 
-    def __call__(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    def request(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        # requests.post and Session.post pass everything after method and url by keyword; anything
+        # more unusual is left to the `send` wrapper.
+        method = args[0] if args else kwargs.get("method")
+        url = args[1] if len(args) > 1 else kwargs.get("url")
+        if len(args) > 2 or method.__class__ is not str or method.upper() != "POST":
+            return wrapped(*args, **kwargs)
+        path = self._llm_path(url)
+        if path is None:
+            return wrapped(*args, **kwargs)
+        body = kwargs.get("json")
+        if not isinstance(body, dict):
+            body = _json_body(kwargs.get("data"))
+        streamed = kwargs.get("stream")
+        return self._measure(
+            wrapped, args, kwargs, path, body, instance.stream if streamed is None else streamed
+        )
+
+    def send(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         request = args[0] if args else kwargs.get("request")
-        # The cheap test first: method and URL path, before the body is looked at.
-        url = getattr(request, "url", None)
-        if getattr(request, "method", None) != "POST" or url.__class__ is not str:
+        if getattr(request, "method", None) != "POST":
             return wrapped(*args, **kwargs)
+        path = self._llm_path(getattr(request, "url", None))
+        if path is None:
+            return wrapped(*args, **kwargs)
+        body = _json_body(request.body)
+        return self._measure(wrapped, args, kwargs, path, body, kwargs.get("stream", instance.stream))
+
+    def _llm_path(self, url: Any) -> str | None:
+        """The URL without its query when it names an OpenAI-compatible endpoint, else None."""
+        if url.__class__ is not str:
+            return None
         path = url.split("?", 1)[0].rstrip("/")
-        if not path.endswith(self.suffixes):
-            return wrapped(*args, **kwargs)
-        call = self._start(request.body, path)
+        return path if path.endswith(self.suffixes) else None
+
+    def _measure(self, wrapped: Any, args: tuple, kwargs: dict, path: str, body: dict, streamed: bool) -> Any:
+        call = self._start(body, path)
         if call is None:
             return wrapped(*args, **kwargs)
         token = call.activate()
@@ -76,16 +112,16 @@ class _SendPatch:
         finally:
             call.deactivate(token)
         try:
-            _follow(call, response, streamed=bool(kwargs.get("stream")))
+            _follow(call, response, streamed=bool(streamed))
         except Exception:
             report_internal_error("reading the requests response")
             call.end()
         return response
 
-    def _start(self, raw_body: Any, path: str) -> Call | None:
+    def _start(self, body: dict, path: str) -> Call | None:
         try:
             operation, base_url = self._operation(path)
-            return self.telemetry.start(endpoint_for(base_url), operation, _json_body(raw_body))
+            return self.telemetry.start(endpoint_for(base_url), operation, body)
         except Exception:
             report_internal_error("starting the requests span")
             return None
