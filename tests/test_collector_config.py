@@ -1,0 +1,319 @@
+"""collector-config/: the collector config's structure, Prometheus rules under promtool, and the
+dashboard's queries run against a real Prometheus scraping an instrumented app."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+CONFIG = Path(__file__).parent.parent / "collector-config"
+REMOVED_EXPORTERS = {"jaeger", "jaeger_thrift", "logging", "otlp", "otlphttp"}  # gone, or renamed in 0.159
+MESSAGE_ATTRIBUTES = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
+CONTRACT_METRICS = {
+    "gen_ai_client_operation_cost_USD",
+    "gen_ai_client_token_usage",
+    "gen_ai_client_operation_duration_seconds",
+    "gen_ai_client_operation_time_to_first_chunk_seconds",
+}
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; a missing tool fails in CI and skips elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is not installed: .ci/run installs Debian's prometheus package")
+        pytest.skip(f"{name} is not installed (apt-get install prometheus)")
+    return path
+
+
+def load_yaml(name: str) -> dict:
+    return yaml.safe_load((CONFIG / name).read_text())
+
+
+# The collector -----------------------------------------------------------------------------------
+
+
+def test_every_pipeline_component_is_defined() -> None:
+    config = load_yaml("otelcol-config.yaml")
+    service = config["service"]
+    for extension in service["extensions"]:
+        assert extension in config["extensions"]
+    connectors = config.get("connectors", {})
+    used_as = {"receivers": set(), "exporters": set()}
+    for name, pipeline in service["pipelines"].items():
+        assert pipeline["receivers"] and pipeline["exporters"], name
+        assert pipeline.get("processors", [None])[0] == "memory_limiter", name
+        for section in ("receivers", "processors", "exporters"):
+            for component in pipeline.get(section, []):
+                defined = config.get(section, {}) | (connectors if section != "processors" else {})
+                assert component in defined, f"{name}: {component} is not defined"
+                if component in connectors:
+                    used_as[section].add(component)
+    for connector in connectors:
+        assert connector in used_as["receivers"] and connector in used_as["exporters"], connector
+    for exporter in config["exporters"]:
+        assert exporter.split("/")[0] not in REMOVED_EXPORTERS, exporter
+
+
+def test_collector_endpoints_and_redaction() -> None:
+    config = load_yaml("otelcol-config.yaml")
+    protocols = config["receivers"]["otlp"]["protocols"]
+    assert (protocols["grpc"]["endpoint"], protocols["http"]["endpoint"]) == ("0.0.0.0:4317", "0.0.0.0:4318")
+    prometheus = config["exporters"]["prometheus"]
+    assert prometheus["endpoint"] == "0.0.0.0:8889"
+    assert prometheus["resource_to_telemetry_conversion"] == {"enabled": True}
+    assert config["exporters"]["otlp_grpc/jaeger"]["endpoint"] == "jaeger:4317"
+    traces = config["service"]["pipelines"]["traces"]
+    assert "transform/drop_message_content" in traces["processors"]
+    statements = config["processors"]["transform/drop_message_content"]["trace_statements"]
+    for attribute in MESSAGE_ATTRIBUTES:
+        assert f'delete_key(span.attributes, "{attribute}")' in statements
+    assert "health_check" in config["service"]["extensions"]
+
+
+def test_compose_pins_images_and_mounts_what_exists() -> None:
+    compose = load_yaml("docker-compose.yaml")["services"]
+    assert set(compose) == {"otel-collector", "jaeger", "prometheus", "grafana"}
+    for name, service in compose.items():
+        tag = service["image"].partition(":")[2]
+        assert tag and tag != "latest" and re.match(r"v?\d+\.\d+\.\d+$", tag), (name, service["image"])
+        for volume in service.get("volumes", []):
+            assert (CONFIG / volume.split(":")[0]).exists(), volume
+    assert "16686:16686" in compose["jaeger"]["ports"] and "3000:3000" in compose["grafana"]["ports"]
+    assert compose["jaeger"]["image"].startswith("jaegertracing/jaeger:2.")
+    assert compose["prometheus"]["image"].startswith("prom/prometheus:v3.")
+
+
+def dashboard() -> dict:
+    return json.loads((CONFIG / "grafana/dashboards/otel-tokencost.json").read_text())
+
+
+def test_dashboard_uses_the_contract_names_and_provisioned_datasource() -> None:
+    board = dashboard()
+    datasources = load_yaml("grafana/provisioning/datasources/datasources.yaml")["datasources"]
+    assert {"prometheus", "jaeger"} <= {source["uid"] for source in datasources}
+    titles = {panel["title"] for panel in board["panels"]}
+    for wanted in (
+        "Spend by model",
+        "Spend by provider",
+        "Spend by tracking id",
+        "Total spend in range",
+        "Cost per call",
+        "Tokens by type and model",
+        "Latency p50 / p95 by model",
+        "Time to first chunk p50 / p95 by model",
+        "Calls and errors per second",
+        "Top spenders in range",
+    ):
+        assert wanted in titles
+    for panel in board["panels"]:
+        assert panel["datasource"]["uid"] == "prometheus"
+        for target in panel["targets"]:
+            metrics = set(re.findall(r"(gen_ai_\w+?)(?:_bucket|_sum|_count)\b", target["expr"]))
+            assert metrics and metrics <= CONTRACT_METRICS, target["expr"]
+        if "USD" in json.dumps(panel["targets"]) and "spend" in panel["title"].lower():
+            assert panel["fieldConfig"]["defaults"]["unit"] == "currencyUSD", panel["title"]
+    provider = load_yaml("grafana/provisioning/dashboards/dashboards.yaml")["providers"][0]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+# promtool ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ],
+    ids=["check-config", "check-rules", "test-rules"],
+)
+def test_promtool(command: list[str]) -> None:
+    promtool = require_tool("promtool")
+    result = subprocess.run([promtool, *command], cwd=CONFIG / "prometheus", capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+# End to end on a real Prometheus -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Prometheus:
+    """A Prometheus server scraping one target every second, with the project's alert rules."""
+
+    def __init__(self, target_port: int, workdir: Path) -> None:
+        self.port = free_port()
+        shutil.copy(CONFIG / "prometheus/alerts.yml", workdir / "alerts.yml")
+        (workdir / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [alerts.yml]\n"
+            "scrape_configs:\n  - job_name: app\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{target_port}']\n"
+        )
+        self.process = subprocess.Popen(
+            [
+                require_tool("prometheus"),
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def api(self, path: str, **params: str) -> dict:
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)
+
+    def query(self, expr: str) -> list:
+        reply = self.api("query", query=expr)
+        assert reply["status"] == "success", (expr, reply)
+        return reply["data"]["result"]
+
+    def wait_for(self, expr: str, predicate, timeout: float = 60) -> list:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                result = self.query(expr)
+                if predicate(result):
+                    return result
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {expr}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def scraped(server, tmp_path_factory):
+    """An instrumented app exposing its metrics, some traffic, and a Prometheus that scraped it all."""
+    require_tool("prometheus")
+    import openai
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from prometheus_client import start_http_server
+
+    import otel_tokencost
+
+    app_port = free_port()
+    start_http_server(app_port, addr="127.0.0.1")
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    meter_provider = MeterProvider(metric_readers=[PrometheusMetricReader()])
+    otel_tokencost.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    client = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
+    prometheus = Prometheus(app_port, tmp_path_factory.mktemp("prometheus"))
+    try:
+        # Traffic before and after Prometheus first sees the series, as for an app that keeps running:
+        # increase() over a range needs the counters to move while they are scraped.
+        send_traffic(client, server.base_url)
+        prometheus.wait_for("sum(gen_ai_client_operation_duration_seconds_count)", lambda r: bool(r))
+        time.sleep(1.5)
+        send_traffic(client, server.base_url)
+        finished = spans.get_finished_spans()
+        prometheus.wait_for(
+            "sum(gen_ai_client_operation_duration_seconds_count)",
+            lambda r: bool(r) and float(r[0]["value"][1]) == len(finished),
+        )
+        yield prometheus, finished
+    finally:
+        otel_tokencost.uninstrument()
+        prometheus.stop()
+
+
+def send_traffic(client, base_url: str) -> None:
+    import openai
+    import requests
+
+    for model in ("gpt-4o-mini", "gpt-4.1", "gpt-4o-mini"):
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "one two three"}])
+    stream = client.chat.completions.create(
+        model="gpt-4.1", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    for _ in stream:
+        pass
+    requests.post(f"{base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": []}, timeout=5)
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4.1", messages=[], extra_headers={"x-mock-status": "500"})
+
+
+def test_prometheus_holds_exactly_what_the_app_spent(scraped) -> None:
+    prometheus, spans = scraped
+    spent: dict[str, float] = {}
+    for span in spans:
+        if "gen_ai.usage.cost.amount" in span.attributes:
+            model = span.attributes["gen_ai.request.model"]
+            spent[model] = spent.get(model, 0.0) + span.attributes["gen_ai.usage.cost.amount"]
+    result = prometheus.wait_for(
+        "sum by (gen_ai_request_model) (gen_ai_client_operation_cost_USD_sum)", lambda r: len(r) == len(spent)
+    )
+    assert {
+        item["metric"]["gen_ai_request_model"]: float(item["value"][1]) for item in result
+    } == pytest.approx(spent, rel=1e-12)
+    tokens = prometheus.query("sum by (gen_ai_token_type) (gen_ai_client_token_usage_sum)")
+    expected_input = sum(span.attributes.get("gen_ai.usage.input_tokens", 0) for span in spans)
+    assert {item["metric"]["gen_ai_token_type"]: float(item["value"][1]) for item in tokens}[
+        "input"
+    ] == expected_input
+    calls = prometheus.query("sum(gen_ai_client_operation_duration_seconds_count)")
+    assert float(calls[0]["value"][1]) == len(spans)
+
+
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "10m", "$service": ".*", "$model": ".*"}
+
+
+def test_every_dashboard_query_runs_and_the_money_panels_have_data(scraped) -> None:
+    prometheus, spans = scraped
+    prometheus.wait_for(
+        "sum(gen_ai_client_operation_duration_seconds_count)",
+        lambda r: r and float(r[0]["value"][1]) == len(spans),
+    )
+    prometheus.wait_for(
+        "sum(increase(gen_ai_client_operation_cost_USD_sum[10m]))",
+        lambda r: r and float(r[0]["value"][1]) > 0,
+    )
+    for panel in dashboard()["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for variable, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(variable, value)
+            result = prometheus.query(expr)
+            if panel["title"] not in ("Error rate",) and "errors" not in target["legendFormat"]:
+                assert result, (panel["title"], expr)
+            if "latency" in panel["title"].lower() or "first chunk" in panel["title"].lower():
+                assert all(0 < float(item["value"][1]) <= 81.92 for item in result), (panel["title"], result)
+
+
+def test_alert_rules_load_in_prometheus(scraped) -> None:
+    prometheus, _ = scraped
+    rules = prometheus.api("rules")["data"]["groups"]
+    alerts = {rule["name"] for group in rules for rule in group["rules"] if rule["type"] == "alerting"}
+    assert alerts == {"LLMDailyBudgetExceeded", "LLMSpendBurnRateHigh", "LLMSpendSpike"}
+    assert all(rule["health"] in ("ok", "unknown") for group in rules for rule in group["rules"])
