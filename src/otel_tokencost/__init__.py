@@ -8,15 +8,28 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .budgets import Budget, BudgetExceededError
+from .tracking import Spend, track
 from .version import __version__
 
 if TYPE_CHECKING:
     from .instrumentation.openai import OpenAIInstrumentor
     from .instrumentation.requests import RequestsInstrumentor
 
-__all__ = ["OpenAIInstrumentor", "RequestsInstrumentor", "__version__", "instrument", "uninstrument"]
+__all__ = [
+    "Budget",
+    "BudgetExceededError",
+    "OpenAIInstrumentor",
+    "RequestsInstrumentor",
+    "Spend",
+    "__version__",
+    "instrument",
+    "track",
+    "uninstrument",
+]
 
 _INSTRUMENTORS = {
     "OpenAIInstrumentor": ("otel_tokencost.instrumentation.openai", "openai"),
@@ -37,7 +50,7 @@ def instrument(
     tracer_provider: Any = None,
     meter_provider: Any = None,
     prices: str | None = None,
-    budgets: Any = (),
+    budgets: Sequence[Budget] = (),
 ) -> None:
     """Instrument every supported client library that is importable; calling it again changes nothing."""
     from .engine import Telemetry
@@ -45,7 +58,7 @@ def instrument(
     with _lock:
         if _active:
             return
-        telemetry = Telemetry.from_config(tracer_provider, meter_provider, prices)
+        telemetry = Telemetry.from_config(tracer_provider, meter_provider, prices, budgets)
         for name, (_, library) in _INSTRUMENTORS.items():
             if importlib.util.find_spec(library) is not None:
                 instrumentor = __getattr__(name)()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from time import perf_counter, time_ns
 from typing import Any
@@ -20,10 +20,12 @@ from opentelemetry.metrics import Meter, get_meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from . import content, names
+from .budgets import Budget, BudgetExceededError, Budgets
 from .instruments import Instruments
 from .operations import Operation, Outcome
 from .pricing import Pricer, PricesFileError, load
 from .providers import Endpoint
+from .tracking import Tracking, current
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,9 @@ REQUEST_PARAMS = (
     ("top_p", names.REQUEST_TOP_P),
 )
 STRICT_ENV = "OTEL_TOKENCOST_STRICT"
+BAGGAGE_KEY_ENV = "OTEL_TOKENCOST_TRACKING_BAGGAGE_KEY"
+MAX_TRACKING_IDS_ENV = "OTEL_TOKENCOST_MAX_TRACKING_IDS"
+OTHER_TRACKING_ID = "_other"
 IN_CALL = context_api.create_key("otel_tokencost.in_call")
 
 
@@ -47,28 +52,84 @@ def report_internal_error(what: str) -> None:
 
 
 class Telemetry:
-    """Tracer, instruments, pricer and settings, built once by `instrument()`."""
+    """Tracer, instruments, pricer, budgets and settings, built once by `instrument()`."""
 
-    def __init__(self, tracer: Tracer, meter: Meter, pricer: Pricer, capture_content: bool = False) -> None:
+    def __init__(
+        self,
+        tracer: Tracer,
+        meter: Meter,
+        pricer: Pricer,
+        capture_content: bool = False,
+        budgets: Budgets | None = None,
+        baggage_key: str | None = None,
+        max_tracking_ids: int = 1000,
+    ) -> None:
         self.tracer = tracer
         self.instruments = Instruments.create(meter)
         self.pricer = pricer
         self.capture_content = capture_content
+        self.budgets = budgets or Budgets()
+        self.baggage_key = baggage_key
+        self.max_tracking_ids = max_tracking_ids
+        self._tracking_ids: set[str] = set()
 
     @classmethod
     def from_config(
-        cls, tracer_provider: Any = None, meter_provider: Any = None, prices: str | None = None
+        cls,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        prices: str | None = None,
+        budgets: Sequence[Budget] = (),
     ) -> Telemetry:
         tracer = trace.get_tracer(names.SCOPE, __version__, tracer_provider)
         meter = get_meter(names.SCOPE, __version__, meter_provider)
         capture = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").lower() == "true"
-        return cls(tracer, meter, Pricer(_load_prices(prices)), capture)
+        return cls(
+            tracer,
+            meter,
+            Pricer(_load_prices(prices)),
+            capture,
+            Budgets(budgets),
+            os.environ.get(BAGGAGE_KEY_ENV) or None,
+            _positive_int(os.environ.get(MAX_TRACKING_IDS_ENV), 1000),
+        )
 
     def start(self, endpoint: Endpoint, operation: Operation, body: Mapping[str, Any]) -> Call | None:
-        """Start the span of one call; None when suppressed, or inside a call already being measured."""
+        """Start the span of one call; None when suppressed, or inside a call already being measured.
+
+        Raises BudgetExceededError (after ending the call's span) when a budget refuses the call.
+        """
         if not is_instrumentation_enabled() or context_api.get_value(IN_CALL):
             return None
-        return Call(self, endpoint, operation, body)
+        call = Call(self, endpoint, operation, body, current(self.baggage_key))
+        if self.budgets:
+            call.check_budgets()
+        return call
+
+    def metric_tracking_id(self, tracking_id: str) -> str:
+        """The tracking id as a metric attribute: past the cap of distinct ids, `_other`."""
+        ids = self._tracking_ids
+        if tracking_id in ids:
+            return tracking_id
+        if len(ids) < self.max_tracking_ids:
+            ids.add(tracking_id)
+            return tracking_id
+        if OTHER_TRACKING_ID not in ids:
+            ids.add(OTHER_TRACKING_ID)
+            logger.warning(
+                "otel_tokencost: more than %d tracking ids; metrics count the rest as %r (spans keep them)",
+                self.max_tracking_ids,
+                OTHER_TRACKING_ID,
+            )
+        return OTHER_TRACKING_ID
+
+
+def _positive_int(value: str | None, default: int) -> int:
+    try:
+        number = int(value) if value else default
+    except ValueError:
+        number = default
+    return number if number > 0 else default
 
 
 def _load_prices(path: str | None) -> list:
@@ -97,10 +158,19 @@ class Call:
         "span",
         "start_ns",
         "telemetry",
+        "tracking",
     )
 
-    def __init__(self, telemetry: Telemetry, endpoint: Endpoint, operation: Operation, body: Mapping) -> None:
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        endpoint: Endpoint,
+        operation: Operation,
+        body: Mapping,
+        tracking: Tracking | None = None,
+    ) -> None:
         self.telemetry = telemetry
+        self.tracking = tracking
         self.endpoint = endpoint
         self.operation = operation
         self.body = body
@@ -136,9 +206,24 @@ class Call:
                 attributes[attribute] = value
         if body.get("stream") is True:
             attributes[names.REQUEST_STREAM] = True
+        if self.tracking is not None:
+            attributes.update(self.tracking.attributes)
+            if self.tracking.tracking_id is not None:
+                attributes[names.TRACKING_ID] = self.tracking.tracking_id
         if self.telemetry.capture_content:
             attributes.update(content.input_attributes(body))
         return attributes
+
+    def check_budgets(self) -> None:
+        """Refuse the call (ending its span) if a budget is used up; mark the span for `warn` budgets."""
+        tracking_id = self.tracking.tracking_id if self.tracking is not None else None
+        try:
+            exceeded = self.telemetry.budgets.check(tracking_id)
+        except BudgetExceededError as error:
+            self.end(error, error_type="BudgetExceededError")
+            raise
+        for budget in exceeded:
+            self.span.add_event("tokencost.budget.exceeded", {"tokencost.budget": budget.describe()})
 
     def activate(self) -> object:
         """Make the span current (so HTTP spans nest under it); pass the token to `deactivate`.
@@ -205,6 +290,11 @@ class Call:
         if error_type:
             metric_attributes[names.ERROR_TYPE] = error_type
             span.set_status(Status(StatusCode.ERROR))
+        tracking = self.tracking
+        if tracking is not None:
+            metric_attributes.update(tracking.attributes)
+            if tracking.tracking_id is not None:
+                metric_attributes[names.TRACKING_ID] = self.telemetry.metric_tracking_id(tracking.tracking_id)
         attributes = self._response_attributes(error_type)
         context = trace.set_span_in_context(span)
         instruments.duration.record(duration, metric_attributes, context=context)
@@ -213,6 +303,7 @@ class Call:
             attributes[names.RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
             instruments.time_to_first_chunk.record(ttfc, metric_attributes, context=context)
         usage = outcome.usage
+        cost = None
         if usage is not None:
             token_usage = instruments.token_usage
             token_usage.record(usage.input_tokens, {**metric_attributes, names.TOKEN_TYPE: "input"}, context)
@@ -224,6 +315,17 @@ class Call:
                 instruments.cost.record(float(cost), metric_attributes, context=context)
         span.set_attributes(attributes)
         span.end()
+        self._count_spend(usage, cost)
+
+    def _count_spend(self, usage: Any, cost: Decimal | None) -> None:
+        """Add the call to every enclosing `track()` block's Spend and to the budgets."""
+        tracking = self.tracking
+        if tracking is not None:
+            input_tokens, output_tokens = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
+            for spend in tracking.spends:
+                spend.add(input_tokens, output_tokens, cost)
+        if cost is not None and self.telemetry.budgets:
+            self.telemetry.budgets.spend(tracking.tracking_id if tracking is not None else None, cost)
 
     def _response_attributes(self, error_type: str | None) -> dict[str, Any]:
         outcome = self.outcome

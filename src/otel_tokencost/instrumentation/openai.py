@@ -16,6 +16,7 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
+from ..budgets import BudgetExceededError
 from ..engine import Call, Telemetry, report_internal_error
 from ..operations import Operation, operation_for
 from ..package import _instruments_openai
@@ -33,7 +34,10 @@ class OpenAIInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         telemetry = kwargs.get("telemetry") or Telemetry.from_config(
-            kwargs.get("tracer_provider"), kwargs.get("meter_provider"), kwargs.get("prices")
+            kwargs.get("tracer_provider"),
+            kwargs.get("meter_provider"),
+            kwargs.get("prices"),
+            kwargs.get("budgets", ()),
         )
         patch = _Patch(telemetry, inject_usage=os.environ.get(STREAM_USAGE_ENV, "inject").lower() != "off")
         wrapt.wrap_function_wrapper("openai._base_client", "SyncAPIClient.request", patch.sync_request)
@@ -104,6 +108,8 @@ class _Patch:
             if call is None:
                 return None
             hide = self._inject_stream_usage(options, body, operation)
+        except BudgetExceededError:
+            raise  # the budget's refusal is meant for the app
         except Exception:
             report_internal_error("starting the openai span")
             return None

@@ -17,6 +17,7 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
+from ..budgets import BudgetExceededError
 from ..engine import Call, Telemetry, report_internal_error
 from ..operations import CHAT_COMPLETIONS, Operation, operation_for
 from ..package import _instruments_requests
@@ -35,7 +36,10 @@ class RequestsInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         telemetry = kwargs.get("telemetry") or Telemetry.from_config(
-            kwargs.get("tracer_provider"), kwargs.get("meter_provider"), kwargs.get("prices")
+            kwargs.get("tracer_provider"),
+            kwargs.get("meter_provider"),
+            kwargs.get("prices"),
+            kwargs.get("budgets", ()),
         )
         configured = os.environ.get(PATHS_ENV, "").split(",")
         extra = tuple("/" + suffix.strip().strip("/") for suffix in configured if suffix.strip())
@@ -122,6 +126,8 @@ class _Patch:
         try:
             operation, base_url = self._operation(path)
             return self.telemetry.start(endpoint_for(base_url), operation, body)
+        except BudgetExceededError:
+            raise  # the budget's refusal is meant for the app
         except Exception:
             report_internal_error("starting the requests span")
             return None

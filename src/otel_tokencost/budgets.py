@@ -1,0 +1,123 @@
+"""Per-process spend budgets: refuse (or warn about) calls once a period's spend reached its limit."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+
+logger = logging.getLogger(__name__)
+PERIODS = (None, "day", "month")
+ACTIONS = ("raise", "warn")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A spend limit in USD over the process lifetime (`period=None`), a UTC day or a UTC month.
+
+    `tracking_id=None` counts every call; a string counts only calls inside `track(tracking_id=...)`.
+    """
+
+    limit: float
+    period: Literal["day", "month"] | None = None
+    tracking_id: str | None = None
+    action: Literal["raise", "warn"] = "raise"
+
+    def __post_init__(self) -> None:
+        if self.period not in PERIODS:
+            raise ValueError(f"Budget period must be None, 'day' or 'month', not {self.period!r}")
+        if self.action not in ACTIONS:
+            raise ValueError(f"Budget action must be 'raise' or 'warn', not {self.action!r}")
+        if (
+            isinstance(self.limit, bool)
+            or not isinstance(self.limit, int | float | Decimal)
+            or self.limit < 0
+        ):
+            raise ValueError(f"Budget limit must be a non-negative number of USD, not {self.limit!r}")
+
+    def describe(self) -> str:
+        scope = f" for tracking id {self.tracking_id!r}" if self.tracking_id else ""
+        return f"{self.period or 'lifetime'} budget of {self.limit} USD{scope}"
+
+
+class BudgetExceededError(RuntimeError):
+    """Raised before a call is sent when a budget with `action="raise"` is used up."""
+
+    def __init__(self, budget: Budget, spent: Decimal) -> None:
+        self.budget = budget
+        self.spent = spent
+        self.limit = Decimal(str(budget.limit))
+        super().__init__(f"{budget.describe()} exceeded: spent {spent} USD of {self.limit} USD")
+
+
+def _period_key(period: str | None, now: float) -> int:
+    if period is None:
+        return 0
+    if period == "day":
+        return int(now // 86400)
+    moment = datetime.fromtimestamp(now, tz=UTC)
+    return moment.year * 12 + moment.month
+
+
+class _Ledger:
+    __slots__ = ("budget", "limit", "period_key", "spent", "warned")
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.limit = Decimal(str(budget.limit))
+        self.period_key = -1
+        self.spent = Decimal(0)
+        self.warned = False
+
+    def roll(self, key: int) -> None:
+        if key != self.period_key:
+            self.period_key, self.spent, self.warned = key, Decimal(0), False
+
+
+class Budgets:
+    """The budgets of one process: the check before a call and the spend after it."""
+
+    def __init__(self, budgets: Sequence[Budget] = (), clock: Callable[[], float] = time.time) -> None:
+        self._ledgers = [_Ledger(budget) for budget in budgets]
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def __bool__(self) -> bool:
+        return bool(self._ledgers)
+
+    def check(self, tracking_id: str | None) -> list[Budget]:
+        """Raise for a used-up `raise` budget; return the used-up `warn` budgets to report."""
+        now = self._clock()
+        warnings = []
+        with self._lock:
+            for ledger in self._ledgers:
+                budget = ledger.budget
+                if budget.tracking_id is not None and budget.tracking_id != tracking_id:
+                    continue
+                ledger.roll(_period_key(budget.period, now))
+                if ledger.spent < ledger.limit:
+                    continue
+                if budget.action == "raise":
+                    raise BudgetExceededError(budget, ledger.spent)
+                warnings.append(budget)
+                if not ledger.warned:
+                    ledger.warned = True
+                    logger.warning(
+                        "otel_tokencost: %s exceeded: spent %s USD", budget.describe(), ledger.spent
+                    )
+        return warnings
+
+    def spend(self, tracking_id: str | None, cost: Decimal) -> None:
+        """Count a priced call's cost in every budget it falls under."""
+        now = self._clock()
+        with self._lock:
+            for ledger in self._ledgers:
+                budget = ledger.budget
+                if budget.tracking_id is None or budget.tracking_id == tracking_id:
+                    ledger.roll(_period_key(budget.period, now))
+                    ledger.spent += cost

@@ -1,0 +1,116 @@
+"""`track()`: who spent it. A tracking id and attributes carried in the OpenTelemetry context.
+
+Being context-based, a block's values follow asyncio tasks and threads started with a copied context,
+and nested blocks combine (inner values win). Each block also counts what its calls used in a `Spend`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from opentelemetry import baggage
+from opentelemetry import context as context_api
+
+F = TypeVar("F", bound=Callable[..., Any])
+_TRACKING = context_api.create_key("otel_tokencost.tracking")
+
+
+class Spend:
+    """What the calls started inside one `track()` block used, live and thread-safe."""
+
+    __slots__ = ("_lock", "calls", "cost", "input_tokens", "output_tokens", "unpriced_calls")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost = Decimal(0)
+        self.unpriced_calls = 0
+        self._lock = threading.Lock()
+
+    def add(self, input_tokens: int, output_tokens: int, cost: Decimal | None) -> None:
+        with self._lock:
+            self.calls += 1
+            self.input_tokens += input_tokens
+            self.output_tokens += output_tokens
+            if cost is None:
+                self.unpriced_calls += 1
+            else:
+                self.cost += cost
+
+    def __repr__(self) -> str:
+        return (
+            f"Spend(calls={self.calls}, input_tokens={self.input_tokens}, "
+            f"output_tokens={self.output_tokens}, cost={self.cost}, unpriced_calls={self.unpriced_calls})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Tracking:
+    """The values in force: tracking id, attributes, and the Spend of every enclosing block."""
+
+    tracking_id: str | None
+    attributes: Mapping[str, Any]
+    spends: tuple[Spend, ...]
+
+
+def current(baggage_key: str | None = None) -> Tracking | None:
+    """The tracking in the current context; else, with `baggage_key`, a tracking id from W3C baggage."""
+    tracking = context_api.get_value(_TRACKING)
+    if tracking is not None or baggage_key is None:
+        return tracking
+    value = baggage.get_baggage(baggage_key)
+    return Tracking(str(value), {}, ()) if value else None
+
+
+class track:  # lower case: used like a function, `with track(...)` and `@track(...)`
+    """Attribute the LLM calls inside a block (or a function) to a tracking id and attributes.
+
+    `with track(tracking_id="checkout") as spend:` yields the block's live `Spend`. As a decorator it
+    wraps each call of a sync or async function in a fresh block.
+    """
+
+    def __init__(self, tracking_id: str | None = None, attributes: Mapping[str, Any] | None = None) -> None:
+        self.tracking_id = tracking_id
+        self.attributes = dict(attributes or {})
+        self._tokens: list[object] = []
+
+    def __enter__(self) -> Spend:
+        outer = context_api.get_value(_TRACKING)
+        spend = Spend()
+        if outer is None:
+            tracking = Tracking(self.tracking_id, self.attributes, (spend,))
+        else:
+            tracking = Tracking(
+                self.tracking_id if self.tracking_id is not None else outer.tracking_id,
+                {**outer.attributes, **self.attributes},
+                (*outer.spends, spend),
+            )
+        self._tokens.append(context_api.attach(context_api.set_value(_TRACKING, tracking)))
+        return spend
+
+    def __exit__(self, *exc_info: object) -> None:
+        context_api.detach(self._tokens.pop())
+
+    def __call__(self, function: F) -> F:
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def tracked_async(*args: Any, **kwargs: Any) -> Any:
+                with track(self.tracking_id, self.attributes):
+                    return await function(*args, **kwargs)
+
+            return tracked_async  # type: ignore[return-value]
+
+        @functools.wraps(function)
+        def tracked(*args: Any, **kwargs: Any) -> Any:
+            with track(self.tracking_id, self.attributes):
+                return function(*args, **kwargs)
+
+        return tracked  # type: ignore[return-value]

@@ -1,0 +1,325 @@
+"""track(): who spent it, nested and concurrent; budgets: refusing or warning at the limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import threading
+from decimal import Decimal
+
+import pytest
+import requests
+from opentelemetry import baggage, trace
+from opentelemetry import context as context_api
+from opentelemetry.trace import StatusCode
+
+from otel_tokencost import Budget, BudgetExceededError, OpenAIInstrumentor, RequestsInstrumentor, names, track
+from otel_tokencost.budgets import Budgets
+from otel_tokencost.engine import Telemetry
+from otel_tokencost.pricing import Pricer
+
+from conftest import genai_cost
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def usage(prompt: int, completion: int) -> dict:
+    return {"x-mock-usage": json.dumps({"prompt_tokens": prompt, "completion_tokens": completion})}
+
+
+def chat(client, prompt: int = 1000, completion: int = 100, model: str = "gpt-4o-mini"):
+    return client.chat.completions.create(
+        model=model, messages=MESSAGES, extra_headers=usage(prompt, completion)
+    )
+
+
+def tracking_ids(telemetry) -> list:
+    return [span.attributes.get(names.TRACKING_ID) for span in telemetry.spans()]
+
+
+def test_nested_blocks_inner_values_win_and_spend_adds_up(instrumented, client) -> None:
+    with track(tracking_id="checkout", attributes={"app.feature": "cart"}) as outer:
+        chat(client, 1000, 100)
+        with track(tracking_id="checkout-recommend", attributes={"app.step": "rank"}) as inner:
+            chat(client, 2000, 300)
+            chat(client, 500, 50, model="my-finetune")  # unpriced
+        chat(client, 10, 1)
+    first, second, unpriced, last = instrumented.spans()
+    assert first.attributes[names.TRACKING_ID] == "checkout" and first.attributes["app.feature"] == "cart"
+    assert "app.step" not in first.attributes
+    assert second.attributes[names.TRACKING_ID] == "checkout-recommend"
+    assert (second.attributes["app.feature"], second.attributes["app.step"]) == ("cart", "rank")
+    assert unpriced.attributes[names.TRACKING_ID] == "checkout-recommend"
+    assert names.USAGE_COST_AMOUNT not in unpriced.attributes
+    assert last.attributes[names.TRACKING_ID] == "checkout" and "app.step" not in last.attributes
+    inner_cost = genai_cost("gpt-4o-mini", 2000, 300)
+    assert (inner.calls, inner.input_tokens, inner.output_tokens) == (2, 2500, 350)
+    assert (inner.cost, inner.unpriced_calls) == (inner_cost, 1)
+    assert (outer.calls, outer.input_tokens, outer.output_tokens, outer.unpriced_calls) == (4, 3510, 451, 1)
+    assert outer.cost == genai_cost("gpt-4o-mini", 1000, 100) + inner_cost + genai_cost("gpt-4o-mini", 10, 1)
+    by_id = {}
+    for point in instrumented.points(names.METRIC_COST):
+        by_id[point.attributes[names.TRACKING_ID]] = point
+    assert by_id["checkout-recommend"].attributes["app.step"] == "rank"
+    assert by_id["checkout-recommend"].sum == pytest.approx(float(inner_cost), rel=1e-12)
+    assert by_id["checkout"].count == 2
+
+
+def test_no_block_no_tracking_attributes(instrumented, client) -> None:
+    chat(client)
+    assert names.TRACKING_ID not in instrumented.span().attributes
+    assert all(names.TRACKING_ID not in p.attributes for p in instrumented.points(names.METRIC_COST))
+
+
+def test_decorator_on_a_sync_function(instrumented, client) -> None:
+    @track(tracking_id="report-job", attributes={"app.feature": "reports"})
+    def job(n: int) -> str:
+        return chat(client, n, 1).id
+
+    assert job.__name__ == "job"
+    job(10)
+    job(20)
+    assert tracking_ids(instrumented) == ["report-job", "report-job"]
+    assert instrumented.spans()[0].attributes["app.feature"] == "reports"
+
+
+async def test_asyncio_tasks_keep_their_own_ids(instrumented, async_client) -> None:
+    @track(tracking_id="async-job")
+    async def decorated() -> None:
+        await async_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    async def tenant(name: str) -> Decimal:
+        with track(tracking_id=name) as spend:
+            await asyncio.sleep(0)
+            await async_client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage(100 * len(name), 10)
+            )
+        return spend.cost
+
+    costs = await asyncio.gather(tenant("a"), tenant("bb"), tenant("ccc"), decorated())
+    by_id = {span.attributes[names.TRACKING_ID]: span for span in instrumented.spans()}
+    assert set(by_id) == {"a", "bb", "ccc", "async-job"}
+    assert by_id["bb"].attributes[names.USAGE_INPUT_TOKENS] == 200
+    assert costs[:3] == [genai_cost("gpt-4o-mini", 100 * n, 10) for n in (1, 2, 3)]
+
+
+def test_threads_with_a_copied_context(instrumented, client) -> None:
+    seen: dict[str, int] = {}
+
+    def work(name: str) -> None:
+        with track(tracking_id=name) as spend:
+            chat(client)
+        seen[name] = spend.calls
+
+    with track(tracking_id="parent"):
+        context = contextvars.copy_context()
+        inherited = threading.Thread(target=context.run, args=(chat, client))
+        inherited.start()
+        inherited.join()
+    plain = threading.Thread(target=chat, args=(client,))  # a new thread starts with an empty context
+    plain.start()
+    plain.join()
+    workers = [threading.Thread(target=work, args=(f"t{i}",)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    ids = tracking_ids(instrumented)
+    assert ids[:2] == ["parent", None]
+    assert sorted(ids[2:]) == ["t0", "t1", "t2", "t3"] and seen == {f"t{i}": 1 for i in range(4)}
+
+
+def test_stream_finished_after_the_block_counts_in_it(instrumented, client) -> None:
+    with track(tracking_id="streamer") as spend:
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers={"x-mock-chunks": "4"}
+        )
+    assert spend.calls == 0
+    list(stream)
+    span = instrumented.span()
+    assert span.attributes[names.TRACKING_ID] == "streamer"
+    assert (spend.calls, spend.output_tokens) == (1, 4)
+    assert float(spend.cost) == span.attributes[names.USAGE_COST_AMOUNT]
+
+
+def test_failed_calls_count_as_unpriced(instrumented, client) -> None:
+    import openai
+
+    with track(tracking_id="flaky") as spend, pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-mock-status": "500"}
+        )
+    assert (spend.calls, spend.unpriced_calls, spend.cost) == (1, 1, Decimal(0))
+
+
+def test_tracking_id_from_baggage(telemetry, client, monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_TOKENCOST_TRACKING_BAGGAGE_KEY", "tenant.id")
+    OpenAIInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        token = context_api.attach(baggage.set_baggage("tenant.id", "acme"))
+        try:
+            chat(client)
+            with track(tracking_id="explicit"):
+                chat(client)
+        finally:
+            context_api.detach(token)
+        chat(client)
+    finally:
+        OpenAIInstrumentor().uninstrument()
+    assert tracking_ids(telemetry) == ["acme", "explicit", None]
+
+
+def test_tracking_id_cardinality_is_capped(telemetry, client, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("OTEL_TOKENCOST_MAX_TRACKING_IDS", "2")
+    OpenAIInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        for name in ("u1", "u2", "u3", "u4", "u1"):
+            with track(tracking_id=name):
+                chat(client)
+    finally:
+        OpenAIInstrumentor().uninstrument()
+    assert tracking_ids(telemetry) == ["u1", "u2", "u3", "u4", "u1"]
+    counts = {p.attributes[names.TRACKING_ID]: p.count for p in telemetry.points(names.METRIC_COST)}
+    assert counts == {"u1": 2, "u2": 1, "_other": 2}
+    assert caplog.text.count("more than 2 tracking ids") == 1
+
+
+# Budgets ---------------------------------------------------------------------------------------
+
+
+def instrument_with(telemetry, budgets: Budgets) -> None:
+    engine = Telemetry(
+        trace.get_tracer("otel_tokencost", tracer_provider=telemetry.tracer_provider),
+        telemetry.meter_provider.get_meter("otel_tokencost"),
+        Pricer(),
+        budgets=budgets,
+    )
+    OpenAIInstrumentor().instrument(telemetry=engine)
+    RequestsInstrumentor().instrument(telemetry=engine)
+
+
+@pytest.fixture
+def budgeted(telemetry):
+    def install(*budgets: Budget, clock=None) -> None:
+        instrument_with(telemetry, Budgets(budgets, clock=clock) if clock else Budgets(budgets))
+
+    yield install
+    OpenAIInstrumentor().uninstrument()
+    RequestsInstrumentor().uninstrument()
+
+
+def test_budget_refuses_once_the_limit_is_reached(budgeted, telemetry, client, server) -> None:
+    first = genai_cost("gpt-4o-mini", 1000, 100)
+    budgeted(Budget(limit=float(first)))
+    chat(client)  # spends exactly the limit
+    before = server.requests_seen
+    with pytest.raises(BudgetExceededError) as refused:
+        chat(client)
+    assert server.requests_seen == before  # nothing was sent
+    assert refused.value.spent == first and refused.value.limit == first
+    assert f"spent {first} USD of {first} USD" in str(refused.value) and "lifetime budget" in str(
+        refused.value
+    )
+    span = telemetry.spans()[-1]
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes[names.ERROR_TYPE] == "BudgetExceededError"
+    assert names.USAGE_INPUT_TOKENS not in span.attributes and names.USAGE_COST_AMOUNT not in span.attributes
+    with pytest.raises(BudgetExceededError):
+        requests.post(
+            f"{server.base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": []}, timeout=5
+        )
+    assert server.requests_seen == before
+
+
+def test_budget_just_under_the_limit_allows_the_call(budgeted, telemetry, client) -> None:
+    first = genai_cost("gpt-4o-mini", 1000, 100)
+    budgeted(Budget(limit=float(first) * 1.0001))
+    chat(client)
+    chat(client)
+    with pytest.raises(BudgetExceededError):
+        chat(client)
+    assert len(telemetry.spans()) == 3
+
+
+def test_warn_budget_logs_once_and_marks_the_span(budgeted, telemetry, client, caplog) -> None:
+    budgeted(Budget(limit=0, action="warn"))
+    with caplog.at_level(logging.WARNING):
+        chat(client)
+        chat(client)
+    assert caplog.text.count("lifetime budget of 0 USD exceeded") == 1
+    for span in telemetry.spans():
+        assert [event.name for event in span.events] == ["tokencost.budget.exceeded"]
+        assert span.status.status_code == StatusCode.UNSET
+
+
+def test_budget_per_tracking_id(budgeted, telemetry, client) -> None:
+    budgeted(Budget(limit=0.0, tracking_id="free-tier"))
+    chat(client)
+    with track(tracking_id="paid"):
+        chat(client)
+    with track(tracking_id="free-tier"), pytest.raises(BudgetExceededError):
+        chat(client)
+    assert tracking_ids(telemetry) == [None, "paid", "free-tier"]
+
+
+def test_daily_budget_rolls_over_at_utc_midnight(budgeted, client) -> None:
+    now = [1_780_012_800.0 - 60]  # one minute before a UTC midnight
+    budgeted(Budget(limit=float(genai_cost("gpt-4o-mini", 1000, 100)), period="day"), clock=lambda: now[0])
+    chat(client)
+    with pytest.raises(BudgetExceededError):
+        chat(client)
+    now[0] += 61
+    chat(client)  # a new day
+    with pytest.raises(BudgetExceededError):
+        chat(client)
+
+
+def test_monthly_budget_rolls_over_on_the_first(budgeted, client) -> None:
+    now = [1_782_863_999.0]  # 2026-06-30 23:59:59 UTC
+    budgeted(Budget(limit=0.000001, period="month"), clock=lambda: now[0])
+    chat(client)
+    with pytest.raises(BudgetExceededError):
+        chat(client)
+    now[0] += 1
+    chat(client)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"limit": -1}, {"limit": "10"}, {"limit": 1, "period": "week"}, {"limit": 1, "action": "block"}],
+)
+def test_bad_budget_is_refused_at_once(kwargs) -> None:
+    with pytest.raises(ValueError):
+        Budget(**kwargs)
+
+
+def test_budgets_are_safe_under_threads(budgeted, client) -> None:
+    limit = genai_cost("gpt-4o-mini", 1000, 100) * 5
+    budgeted(Budget(limit=float(limit)))
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        try:
+            chat(client)
+            result = "ok"
+        except BudgetExceededError:
+            result = "refused"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=work) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == ["ok"] * 5
+    with pytest.raises(BudgetExceededError) as refused:
+        chat(client)
+    assert refused.value.spent == limit
