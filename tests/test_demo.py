@@ -22,16 +22,17 @@ def run_demo(**env: str) -> str:
     return result.stdout
 
 
-def table_rows(stdout: str) -> dict[str, list[str]]:
+def table_rows(stdout: str, group: str = "model") -> dict[str, list[str]]:
+    """The rows of the report's table by `group` (name -> calls, errors, input, output, cost, p95)."""
+    section = stdout.split(f"Spend by {group}:\n", 1)[1].split("\n\n", 1)[0]
     rows = {}
-    for line in stdout.splitlines():
+    for line in section.splitlines()[2:]:
         cells = line.split()
-        if len(cells) == 7 and cells[1].isdigit():
-            rows[cells[0]] = cells[1:]
+        rows[cells[0]] = cells[1:]
     return rows
 
 
-def test_demo_prints_the_cost_report_by_model() -> None:
+def test_demo_prints_the_cost_report_by_model_and_tracking_id() -> None:
     stdout = run_demo()
     assert "Local OpenAI-compatible server on http://127.0.0.1:" in stdout
     rows = table_rows(stdout)
@@ -53,7 +54,21 @@ def test_demo_prints_the_cost_report_by_model() -> None:
     assert int(total[0]) == sum(int(row[0]) for name, row in rows.items() if name != "total")
     priced = [Decimal(row[4]) for name, row in rows.items() if name != "total" and row[4] != "unpriced"]
     assert abs(Decimal(total[4]) - sum(priced)) <= Decimal("0.000003")
+    by_id = table_rows(stdout, "tracking id")
+    assert set(by_id) == {"checkout", "search", "support-bot", "free-tier", "total"}
+    assert by_id["total"] == total
+    assert by_id["search"][0] == "4"  # 3 calls and a stream through requests
     assert "Set OTEL_EXPORTER_OTLP_ENDPOINT" in stdout
+
+
+def test_demo_shows_a_budget_stopping_a_call() -> None:
+    stdout = run_demo()
+    stopped = next(line for line in stdout.splitlines() if line.startswith("Budget stopped call"))
+    attempt = int(stopped.split()[3])
+    free_tier = table_rows(stdout, "tracking id")["free-tier"]
+    assert free_tier[:2] == [str(attempt), "1"]  # the refused call has a span, with its error
+    spent = Decimal(stopped.split("spent ")[1].split(" USD")[0])
+    assert spent >= Decimal("0.0002") and Decimal(free_tier[4]) == round(spent, 6)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
@@ -68,6 +83,13 @@ def test_demo_exports_over_otlp(protocol: str) -> None:
     assert f"exported over OTLP to http://127.0.0.1:{port}" in stdout
     rows = table_rows(stdout)
     spans = [span for span in receiver.spans if span["scope"] == "otel_tokencost"]
+    assert {span["attributes"].get("tokencost.tracking_id") for span in spans} == {
+        "checkout",
+        "search",
+        "support-bot",
+        "free-tier",
+    }
+    assert {span["attributes"].get("app.feature") for span in spans} == {"assistant", None}
     assert len(spans) == int(rows["total"][0])
     assert {span["resource"]["service.name"] for span in spans} == {"demo-under-test"}
     priced = [

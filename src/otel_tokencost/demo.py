@@ -1,4 +1,7 @@
-"""`otel-tokencost demo`: sample traffic through the openai SDK to the local server, then the bill."""
+"""`otel-tokencost demo`: traffic to a local server through the openai SDK and `requests`, then the bill.
+
+The traffic is attributed with `track()` to three made-up services, and a free tier's budget stops it.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +17,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from . import instrument, uninstrument
+from . import Budget, BudgetExceededError, instrument, track, uninstrument
 from .report import SpendReport
 from .server import LocalServer
 
+FREE_TIER_BUDGET = 0.0002  # USD
 QUESTIONS = (
     "What does a span measure in OpenTelemetry?",
     "Name three reasons an LLM bill grows without explanation.",
@@ -95,6 +99,25 @@ def _requests_traffic(base_url: str) -> None:
                 pass
 
 
+def _free_tier(openai, base_url: str, out: TextIO) -> None:
+    """Calls inside a tracking id with a small budget, until the budget refuses one."""
+    with (
+        openai.OpenAI(base_url=base_url, api_key="demo-key") as client,
+        track(tracking_id="free-tier") as spend,
+    ):
+        for attempt in range(1, 100):
+            try:
+                client.chat.completions.create(
+                    model="gpt-4.1", messages=[{"role": "user", "content": QUESTIONS[0]}]
+                )
+            except BudgetExceededError as refused:
+                print(
+                    f"Budget stopped call {attempt} of the free tier before it was sent: {refused}", file=out
+                )
+                break
+    print(f"The free tier spent {spend.cost} USD in {spend.calls - 1} calls.", file=out)
+
+
 async def _async_traffic(openai, base_url: str) -> None:
     async with openai.AsyncOpenAI(base_url=base_url, api_key="demo-key") as client:
         calls = [
@@ -118,19 +141,25 @@ def run(out: TextIO = sys.stdout) -> int:
         return 1
     report = SpendReport()
     tracer_provider, meter_provider, exporting = _providers(report)
-    instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    budget = Budget(limit=FREE_TIER_BUDGET, tracking_id="free-tier")
+    instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, budgets=[budget])
     try:
         with LocalServer() as server:
             print(f"Local OpenAI-compatible server on {server.base_url}", file=out)
-            _sync_traffic(openai, server.base_url)
-            _requests_traffic(server.base_url)
-            asyncio.run(_async_traffic(openai, server.base_url))
+            with track(tracking_id="checkout", attributes={"app.feature": "assistant"}):
+                _sync_traffic(openai, server.base_url)
+            with track(tracking_id="search"):
+                _requests_traffic(server.base_url)
+            with track(tracking_id="support-bot"):
+                asyncio.run(_async_traffic(openai, server.base_url))
+            _free_tier(openai, server.base_url, out)
     finally:
         uninstrument()
         tracer_provider.shutdown()
         meter_provider.shutdown()
-    print(file=out)
-    print(report.table(), file=out)
+    for group in ("model", "tracking id"):
+        print(f"\nSpend by {group}:", file=out)
+        print(report.table(group), file=out)
     print(file=out)
     target = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     print(

@@ -1,4 +1,4 @@
-"""A spend report built from finished spans: calls, tokens, cost and p95 latency by model."""
+"""A spend report built from finished spans: calls, tokens, cost and p95 latency by model or tracking id."""
 
 from __future__ import annotations
 
@@ -11,71 +11,83 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from . import names
+from .tables import money, render
 
-COST = "cost (USD)"
+HEADERS = ("calls", "errors", "input", "output", "cost (USD)", "p95 s")
+GROUPS = {"model": (names.RESPONSE_MODEL, names.REQUEST_MODEL), "tracking id": (names.TRACKING_ID,)}
 
 
 @dataclass(slots=True)
 class Row:
     calls: int = 0
+    errors: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost: Decimal = Decimal(0)
-    unpriced: int = 0
-    errors: int = 0
+    priced: int = 0
     durations: list[float] = field(default_factory=list)
+
+    def add(self, other: Row) -> None:
+        self.calls += other.calls
+        self.errors += other.errors
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost += other.cost
+        self.priced += other.priced
+        self.durations += other.durations
 
     def p95(self) -> float:
         ordered = sorted(self.durations)
         return ordered[max(0, -(-95 * len(ordered) // 100) - 1)] if ordered else 0.0
 
+    def cells(self, name: str) -> list[object]:
+        cost = money(self.cost) if self.priced else money(None)
+        return [
+            name,
+            self.calls,
+            self.errors,
+            self.input_tokens,
+            self.output_tokens,
+            cost,
+            f"{self.p95():.3f}",
+        ]
+
+
+def _row(span: ReadableSpan, attributes: Any) -> Row:
+    cost = attributes.get(names.USAGE_COST_AMOUNT)
+    return Row(
+        calls=1,
+        errors=int(names.ERROR_TYPE in attributes),
+        input_tokens=int(attributes.get(names.USAGE_INPUT_TOKENS, 0)),
+        output_tokens=int(attributes.get(names.USAGE_OUTPUT_TOKENS, 0)),
+        cost=Decimal(repr(cost)) if cost is not None else Decimal(0),
+        priced=int(cost is not None),
+        durations=[(span.end_time - span.start_time) / 1e9],
+    )
+
 
 class SpendReport(SpanProcessor):
-    """Collects the spans of priced operations and prints them as a table."""
+    """Collects the spans of LLM calls and prints them as tables."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, Row] = defaultdict(Row)
+        self.rows: dict[str, dict[str, Row]] = {group: defaultdict(Row) for group in GROUPS}
         self._lock = threading.Lock()
 
     def on_end(self, span: ReadableSpan) -> None:
         attributes: Any = span.attributes or {}
         if names.OPERATION_NAME not in attributes:
             return
-        model = attributes.get(names.RESPONSE_MODEL) or attributes.get(names.REQUEST_MODEL) or "(unknown)"
+        row = _row(span, attributes)
         with self._lock:
-            row = self.rows[str(model)]
-            row.calls += 1
-            row.input_tokens += int(attributes.get(names.USAGE_INPUT_TOKENS, 0))
-            row.output_tokens += int(attributes.get(names.USAGE_OUTPUT_TOKENS, 0))
-            if names.USAGE_COST_AMOUNT in attributes:
-                row.cost += Decimal(repr(attributes[names.USAGE_COST_AMOUNT]))
-            else:
-                row.unpriced += 1
-            if names.ERROR_TYPE in attributes:
-                row.errors += 1
-            row.durations.append((span.end_time - span.start_time) / 1e9)
+            for group, keys in GROUPS.items():
+                key = next((attributes[k] for k in keys if attributes.get(k)), "(none)")
+                self.rows[group][str(key)].add(row)
 
-    def table(self) -> str:
-        header = (
-            f"{'model':<28} {'calls':>5} {'errors':>6} {'input':>8} {'output':>8} {COST:>12} {'p95 s':>7}"
-        )
-        lines = [header, "-" * len(header)]
+    def table(self, group: str = "model") -> str:
         total = Row()
-        for model, row in sorted(self.rows.items()):
-            cost = f"{row.cost:.6f}" if row.calls > row.unpriced else "unpriced"
-            lines.append(
-                f"{model:<28} {row.calls:>5} {row.errors:>6} {row.input_tokens:>8} {row.output_tokens:>8}"
-                f" {cost:>12} {row.p95():>7.3f}"
-            )
-            total.calls += row.calls
-            total.errors += row.errors
-            total.input_tokens += row.input_tokens
-            total.output_tokens += row.output_tokens
-            total.cost += row.cost
-            total.durations += row.durations
-        lines.append("-" * len(header))
-        lines.append(
-            f"{'total':<28} {total.calls:>5} {total.errors:>6} {total.input_tokens:>8}"
-            f" {total.output_tokens:>8} {total.cost:>12.6f} {total.p95():>7.3f}"
-        )
-        return "\n".join(lines)
+        lines = []
+        for name, row in sorted(self.rows[group].items()):
+            lines.append(row.cells(name))
+            total.add(row)
+        lines.append(total.cells("total"))
+        return render((group, *HEADERS), lines)

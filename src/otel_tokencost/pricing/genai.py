@@ -36,8 +36,8 @@ def known_provider(provider_id: str) -> bool:
     return True
 
 
-def find_rate(provider_id: str | None, model: str) -> RateAt | None:
-    """How to price `model` at `provider_id` (or any provider that lists it when None)."""
+def find_rate(provider_id: str | None, model: str) -> tuple[RateAt, str] | None:
+    """How to price `model` at `provider_id` (or at the provider genai-prices finds for the name)."""
     snapshot = _snapshot()
     try:
         if provider_id is None:
@@ -46,10 +46,10 @@ def find_rate(provider_id: str | None, model: str) -> RateAt | None:
             if model_info is None:
                 return None
         else:
-            _, model_info = snapshot.find_provider_model(model, None, provider_id, None)
+            provider, model_info = snapshot.find_provider_model(model, None, provider_id, None)
     except LookupError:
         return None
-    return _rate_at(model_info)
+    return _rate_at(model_info), provider.id
 
 
 def _rate_at(model_info: Any) -> RateAt:

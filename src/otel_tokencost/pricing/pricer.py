@@ -27,6 +27,7 @@ class Cost:
     source: str
     billed: Decimal
     currency: str
+    provider: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class _Quote:
     rate_at: RateAt
     source: str
     usd_per_unit: Decimal
+    provider: str
 
 
 class Pricer:
@@ -63,7 +65,9 @@ class Pricer:
         rate = quote.rate_at(when_ns)
         billed = rate.cost(usage)
         usd = billed if quote.usd_per_unit == 1 else billed * quote.usd_per_unit
-        return Cost(usd=usd, source=quote.source, billed=billed, currency=rate.currency)
+        return Cost(
+            usd=usd, source=quote.source, billed=billed, currency=rate.currency, provider=quote.provider
+        )
 
     def _resolve(self, base_url: str, *models: str | None) -> _Quote | None:
         candidates = [model for model in models if model]
@@ -72,7 +76,9 @@ class Pricer:
             for model in candidates:
                 if model in entry.models:
                     rate = entry.models[model]
-                    return _Quote(lambda _when_ns, rate=rate: rate, PRICES_FILE, entry.usd_per_unit)
+                    return _Quote(
+                        lambda _when_ns, rate=rate: rate, PRICES_FILE, entry.usd_per_unit, entry.match
+                    )
             if entry.prices_from is not None:
                 quote = _genai_quote(entry.prices_from, candidates, GENAI_PRICES)
                 if quote is not None:
@@ -99,7 +105,7 @@ class Pricer:
 
 def _genai_quote(provider_id: str | None, models: list[str], source: str) -> _Quote | None:
     for model in models:
-        rate_at = genai.find_rate(provider_id, model)
-        if rate_at is not None:
-            return _Quote(rate_at, source, Decimal(1))
+        found = genai.find_rate(provider_id, model)
+        if found is not None:
+            return _Quote(found[0], source, Decimal(1), found[1])
     return None

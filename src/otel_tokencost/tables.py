@@ -1,0 +1,28 @@
+"""Plain-text tables for the command line and the console reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+
+def money(amount: Decimal | float | None) -> str:
+    """A USD amount with enough digits for a fraction of a cent; `unpriced` when unknown."""
+    if amount is None:
+        return "unpriced"
+    return f"{Decimal(str(amount)):.6f}"
+
+
+def render(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Left-align the first column, right-align the rest."""
+    cells = [[str(value) for value in row] for row in rows]
+    widths = [max(len(str(header)), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            value.ljust(width) if i == 0 else value.rjust(width)
+            for i, (value, width) in enumerate(zip(values, widths, strict=True))
+        ).rstrip()
+
+    rule = "-" * len(line(headers))
+    return "\n".join([line(headers), rule, *(line(row) for row in cells)])
