@@ -24,6 +24,7 @@ os.environ.pop("OTEL_TOKENCOST_PRICES", None)
 os.environ.pop("OTEL_TOKENCOST_STREAM_USAGE", None)
 
 API_KEY = "sk-test-secret-key-0123456789"
+pytest_plugins = ["prometheus_server"]  # the `scraped` fixture: a real Prometheus and an app it scrapes
 
 
 @pytest.fixture(scope="session")
