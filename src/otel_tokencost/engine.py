@@ -94,6 +94,19 @@ class Telemetry:
             _positive_int(os.environ.get(MAX_TRACKING_IDS_ENV), 1000),
         )
 
+    @classmethod
+    def for_instrumentor(cls, kwargs: Mapping[str, Any]) -> Telemetry:
+        """The engine an instrumentor's `instrument(**kwargs)` asks for: given, or built from its options."""
+        telemetry = kwargs.get("telemetry")
+        if telemetry is not None:
+            return telemetry
+        return cls.from_config(
+            kwargs.get("tracer_provider"),
+            kwargs.get("meter_provider"),
+            kwargs.get("prices"),
+            kwargs.get("budgets", ()),
+        )
+
     def start(self, endpoint: Endpoint, operation: Operation, body: Mapping[str, Any]) -> Call | None:
         """Start the span of one call; None when suppressed, or inside a call already being measured.
 

@@ -33,12 +33,7 @@ class OpenAIInstrumentor(BaseInstrumentor):
         return _instruments_openai
 
     def _instrument(self, **kwargs: Any) -> None:
-        telemetry = kwargs.get("telemetry") or Telemetry.from_config(
-            kwargs.get("tracer_provider"),
-            kwargs.get("meter_provider"),
-            kwargs.get("prices"),
-            kwargs.get("budgets", ()),
-        )
+        telemetry = Telemetry.for_instrumentor(kwargs)
         patch = _Patch(telemetry, inject_usage=os.environ.get(STREAM_USAGE_ENV, "inject").lower() != "off")
         wrapt.wrap_function_wrapper("openai._base_client", "SyncAPIClient.request", patch.sync_request)
         wrapt.wrap_function_wrapper("openai._base_client", "AsyncAPIClient.request", patch.async_request)

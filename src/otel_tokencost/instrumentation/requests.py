@@ -35,12 +35,7 @@ class RequestsInstrumentor(BaseInstrumentor):
         return _instruments_requests
 
     def _instrument(self, **kwargs: Any) -> None:
-        telemetry = kwargs.get("telemetry") or Telemetry.from_config(
-            kwargs.get("tracer_provider"),
-            kwargs.get("meter_provider"),
-            kwargs.get("prices"),
-            kwargs.get("budgets", ()),
-        )
+        telemetry = Telemetry.for_instrumentor(kwargs)
         configured = os.environ.get(PATHS_ENV, "").split(",")
         extra = tuple("/" + suffix.strip().strip("/") for suffix in configured if suffix.strip())
         patch = _Patch(telemetry, extra)
