@@ -165,23 +165,28 @@ GRAFANA_VARIABLES = {"$__rate_interval": "1h", "$__range": "1h", "$service": ".*
 def test_every_dashboard_query_runs_and_the_money_panels_have_data(scraped) -> None:
     prometheus, spans = scraped
     prometheus.wait_for(
-        "sum(gen_ai_client_operation_duration_seconds_count)",
-        lambda r: r and float(r[0]["value"][1]) == len(spans),
-    )
-    prometheus.wait_for(
         "sum(increase(gen_ai_client_operation_cost_USD_sum[1h]))",
-        lambda r: r and float(r[0]["value"][1]) > 0,
+        lambda r: bool(r) and float(r[0]["value"][1]) > 0,
     )
+    costs = [span.attributes.get("gen_ai.usage.cost.amount", 0.0) for span in spans]
+    total_spend = sum(costs)
+    # Prometheus saw the series after the first half of the traffic: increase() over the range covers
+    # at least the second half (and extrapolates a little at the edges).
+    second_half = sum(costs[len(costs) // 2 :])
     for panel in dashboard()["panels"]:
         for target in panel["targets"]:
             expr = target["expr"]
             for variable, value in GRAFANA_VARIABLES.items():
                 expr = expr.replace(variable, value)
             result = prometheus.query(expr)
-            if panel["title"] not in ("Error rate",) and "errors" not in target["legendFormat"]:
-                assert result, (panel["title"], expr)
+            assert result, (panel["title"], expr)
+            values = [float(item["value"][1]) for item in result]
             if "latency" in panel["title"].lower() or "first chunk" in panel["title"].lower():
-                assert all(0 < float(item["value"][1]) <= 81.92 for item in result), (panel["title"], result)
+                assert all(0 < value <= 81.92 for value in values), (panel["title"], values)
+            if panel["title"] in ("Total spend in range", "Top spenders in range"):
+                assert second_half * 0.99 <= sum(values) <= total_spend * 2, (panel["title"], values)
+            if panel["title"] == "Cost per call":
+                assert min(c for c in costs if c) <= values[0] <= max(costs), values
 
 
 def test_alert_rules_load_in_prometheus(scraped) -> None:
