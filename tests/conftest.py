@@ -71,9 +71,31 @@ class Telemetry:
         }
 
 
+SECRETS = (API_KEY, "Bearer ", "user:pw@")
+
+
+def assert_no_secret(text: str, where: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, f"{secret!r} leaked into {where}"
+
+
 @pytest.fixture
 def telemetry() -> Iterator[Telemetry]:
-    return Telemetry()
+    """The exporters; afterwards every attribute and event of every span is swept for the test key."""
+    recorded = Telemetry()
+    yield recorded
+    for span in recorded.spans():
+        assert_no_secret(repr(dict(span.attributes or {})), f"span {span.name}")
+        for event in span.events:
+            assert_no_secret(f"{event.name} {dict(event.attributes or {})}", f"an event of {span.name}")
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(caplog) -> Iterator[None]:
+    """Every log line of every test is swept for the test key and credentials."""
+    caplog.set_level("DEBUG", logger="otel_tokencost")
+    yield
+    assert_no_secret(caplog.text, "the log")
 
 
 @pytest.fixture

@@ -32,11 +32,14 @@ def get(obj: Any, name: str) -> Any:
     return value
 
 
+MAX_TOKENS = 10**12  # more than any call uses; a larger count is garbage (and would not fit an int64)
+
+
 def count(value: Any) -> int | None:
     """A token count as the provider stated it, or None when it is not a usable count."""
     if value.__class__ is int:
-        return value if value >= 0 else None
-    if value.__class__ is float and value >= 0 and value.is_integer():
+        return value if 0 <= value <= MAX_TOKENS else None
+    if value.__class__ is float and 0 <= value <= MAX_TOKENS and value.is_integer():
         return int(value)
     return None
 
@@ -75,6 +78,9 @@ def parse_usage(usage: Any) -> Usage | None:
     )
 
 
+MAX_FINISH_REASONS = 128  # one per choice; a hostile stream must not grow this without bound
+
+
 @dataclass(slots=True)
 class Outcome:
     """What a response (or the chunks of a stream, as they pass) said about the call."""
@@ -87,15 +93,25 @@ class Outcome:
     texts: list[str] | None = None  # only when message content is captured
 
 
+def _finish_reasons(outcome: Outcome, choices: Any) -> bool:
+    """Note the choices' finish reasons (a bounded number); True when one finished here."""
+    finished = False
+    reasons = outcome.finish_reasons
+    for choice in choices:
+        reason = get(choice, "finish_reason")
+        if reason:
+            finished = True
+            if len(reasons) < MAX_FINISH_REASONS:
+                reasons.append(str(reason))
+    return finished
+
+
 def _read_choices(outcome: Outcome, body: Any) -> None:
     outcome.response_model = get(body, "model") or outcome.response_model
     outcome.response_id = get(body, "id") or outcome.response_id
     choices = get(body, "choices")
     if choices:
-        for choice in choices:
-            reason = get(choice, "finish_reason")
-            if reason:
-                outcome.finish_reasons.append(str(reason))
+        _finish_reasons(outcome, choices)
     usage = get(body, "usage")
     if usage is not None:
         outcome.usage = parse_usage(usage) or outcome.usage
@@ -124,13 +140,7 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
         outcome.response_id = get(chunk, "id")
     outcome.chunks += 1
     choices = get(chunk, "choices")
-    finished = False
-    if choices:
-        for choice in choices:
-            reason = get(choice, "finish_reason")
-            if reason:
-                outcome.finish_reasons.append(str(reason))
-                finished = True
+    finished = _finish_reasons(outcome, choices) if choices else False
     usage = get(chunk, "usage")
     if usage is None:
         if not finished:

@@ -1,0 +1,366 @@
+"""Under load, faults and hostile input the app keeps working, sees what it would see uninstrumented,
+and the numbers add up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from decimal import Decimal
+
+import openai
+import pytest
+import requests
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_tokencost import OpenAIInstrumentor, RequestsInstrumentor, names, track
+
+from conftest import API_KEY
+
+MESSAGES = [{"role": "user", "content": "load test"}]
+
+
+@pytest.fixture
+def both(telemetry):
+    """Both instrumentors on the test's providers."""
+    for instrumentor in (OpenAIInstrumentor(), RequestsInstrumentor()):
+        instrumentor.instrument(
+            tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        )
+    yield telemetry
+    OpenAIInstrumentor().uninstrument()
+    RequestsInstrumentor().uninstrument()
+
+
+def usage_header(prompt: int, completion: int) -> dict:
+    return {"x-mock-usage": json.dumps({"prompt_tokens": prompt, "completion_tokens": completion})}
+
+
+# Load ------------------------------------------------------------------------------------------
+
+
+def test_threads_and_tasks_at_once_every_call_one_span_and_the_sums_add_up(both, server) -> None:
+    clients = [openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def sync_worker(index: int) -> None:
+        client = clients[index % 2]
+        try:
+            with track(tracking_id=f"worker-{index % 3}"):
+                for n in range(60):
+                    headers = usage_header(100 + n, 10 + index)
+                    if n % 3 == 0:
+                        stream = client.chat.completions.create(
+                            model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=headers
+                        )
+                        for _ in stream:
+                            pass
+                    elif n % 3 == 1:
+                        client.chat.completions.create(
+                            model="gpt-4.1", messages=MESSAGES, extra_headers=headers
+                        )
+                    else:
+                        requests.post(
+                            f"{server.base_url}/chat/completions",
+                            json={"model": "gpt-4o-mini", "messages": MESSAGES},
+                            headers=headers,
+                            timeout=30,
+                        )
+        except BaseException as error:
+            errors.append(error)
+
+    async def async_load() -> None:
+        async with openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
+
+            async def one(n: int) -> None:
+                if n % 2:
+                    stream = await client.chat.completions.create(
+                        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=usage_header(n, 5)
+                    )
+                    async for _ in stream:
+                        pass
+                else:
+                    await client.embeddings.create(model="text-embedding-3-small", input="x")
+
+            await asyncio.gather(*(one(n) for n in range(240)))
+
+    threads = [threading.Thread(target=sync_worker, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    asyncio.run(async_load())
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    spans = both.spans()
+    assert len(spans) == 6 * 60 + 240
+    assert len({span.context.span_id for span in spans}) == len(spans)
+    assert all(span.end_time is not None and span.end_time >= span.start_time for span in spans)
+    span_costs = [
+        span.attributes[names.USAGE_COST_AMOUNT]
+        for span in spans
+        if names.USAGE_COST_AMOUNT in span.attributes
+    ]
+    points = both.points(names.METRIC_COST)
+    assert sum(point.count for point in points) == len(span_costs) == 6 * 60 + 120
+    metric_sum = sum(Decimal(repr(point.sum)) for point in points)
+    assert round(metric_sum, 12) == round(sum(Decimal(repr(cost)) for cost in span_costs), 12)
+    durations = both.points(names.METRIC_DURATION)
+    assert sum(point.count for point in durations) == len(spans)
+
+
+def test_batch_processor_loses_no_span_at_shutdown(server) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter, max_export_batch_size=50, schedule_delay_millis=60_000)
+    )
+    OpenAIInstrumentor().instrument(tracer_provider=provider)
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+        threads = [
+            threading.Thread(
+                target=lambda: [
+                    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES) for _ in range(75)
+                ]
+            )
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        OpenAIInstrumentor().uninstrument()
+    provider.shutdown()
+    assert len(exporter.get_finished_spans()) == 300
+
+
+# Faults: the app sees exactly what it would see uninstrumented ---------------------------------
+
+
+def outcome(action: Callable[[], object]) -> tuple:
+    """What the app observed: its result, or the type and message of what it raised."""
+    try:
+        return ("returned", action())
+    except BaseException as error:
+        return ("raised", type(error), str(error).split(" (request id")[0])
+
+
+def same_outcome(telemetry, action: Callable[[], object], spans: int | None = 1) -> tuple:
+    bare = outcome(action)
+    for instrumentor in (OpenAIInstrumentor(), RequestsInstrumentor()):
+        instrumentor.instrument(
+            tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        )
+    try:
+        instrumented = outcome(action)
+    finally:
+        OpenAIInstrumentor().uninstrument()
+        RequestsInstrumentor().uninstrument()
+    assert instrumented == bare
+    if spans is not None:
+        assert len(telemetry.spans()) == spans
+    return instrumented
+
+
+def sdk_chat(server, headers: dict, stream: bool = False, timeout: float = 10) -> Callable[[], object]:
+    client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=timeout)
+
+    def action() -> object:
+        result = client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=stream, extra_headers=headers
+        )
+        if stream:
+            return [(chunk.choices[0].delta.content if chunk.choices else None) for chunk in result]
+        return (result.choices[0].message.content, result.usage and result.usage.model_dump())
+
+    return action
+
+
+def raw_requests(server, headers: dict, stream: bool = False, timeout: float = 10) -> Callable[[], object]:
+    def action() -> object:
+        body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": stream}
+        response = requests.post(
+            f"{server.base_url}/chat/completions", json=body, headers=headers, stream=stream, timeout=timeout
+        )
+        return (response.status_code, [_without_ids(line) for line in response.iter_lines()])
+
+    return action
+
+
+def _without_ids(line: bytes) -> object:
+    """A body line with the server's per-response id and timestamp taken out, for comparing runs."""
+    text = line.decode(errors="replace").removeprefix("data: ")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return (
+        {k: v for k, v in value.items() if k not in ("id", "created")} if isinstance(value, dict) else value
+    )
+
+
+SSE_FAULTS = {
+    "bad json in a data line": 'data: {"id": "c", "choices": [}\\n\\ndata: [DONE]\\n\\n',
+    "missing [DONE]": 'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+    '"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\\n\\n',
+    "comments and keep-alives": ": keep-alive\\n\\n: ping\\n\\n"
+    'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+    '"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\\n\\n'
+    "data: [DONE]\\n\\n",
+}
+USAGE_FAULTS = {
+    "missing": {"total_tokens": 5},
+    "null": {"prompt_tokens": None, "completion_tokens": None},
+    "negative": {"prompt_tokens": -1, "completion_tokens": 5},
+    "strings": {"prompt_tokens": "12", "completion_tokens": "3"},
+    "huge": {"prompt_tokens": 10**30, "completion_tokens": 10**30},
+    "not an object": "lots",
+}
+TRANSPORT_FAULTS = {
+    "server error": {"x-mock-status": "500"},
+    "rate limit": {"x-mock-status": "429"},
+    "stream cut mid-event": {"x-mock-cut-after": "2"},
+}
+
+
+@pytest.mark.parametrize("transport", [sdk_chat, raw_requests], ids=["sdk", "requests"])
+@pytest.mark.parametrize("fault", list(SSE_FAULTS))
+def test_malformed_sse(telemetry, server, transport, fault) -> None:
+    headers = {"x-mock-raw-body": SSE_FAULTS[fault], "x-mock-content-type": "text/event-stream"}
+    same_outcome(telemetry, transport(server, headers, stream=True))
+
+
+@pytest.mark.parametrize("transport", [sdk_chat, raw_requests], ids=["sdk", "requests"])
+@pytest.mark.parametrize("fault", list(USAGE_FAULTS))
+def test_garbled_usage(telemetry, server, transport, fault) -> None:
+    same_outcome(telemetry, transport(server, {"x-mock-usage": json.dumps(USAGE_FAULTS[fault])}))
+    span = telemetry.span()
+    assert names.USAGE_INPUT_TOKENS not in span.attributes and names.USAGE_COST_AMOUNT not in span.attributes
+
+
+@pytest.mark.parametrize("transport", [sdk_chat, raw_requests], ids=["sdk", "requests"])
+@pytest.mark.parametrize(
+    ("fault", "stream"),
+    [
+        (fault, stream)
+        for fault in TRANSPORT_FAULTS
+        for stream in (False, True)
+        if stream or "cut" not in fault
+    ],
+)
+def test_transport_faults(telemetry, server, transport, fault, stream) -> None:
+    result = same_outcome(telemetry, transport(server, TRANSPORT_FAULTS[fault], stream=stream))
+    span = telemetry.span()
+    if result[0] == "raised" or fault != "stream cut mid-event":
+        assert names.ERROR_TYPE in span.attributes
+
+
+@pytest.mark.parametrize("transport", [sdk_chat, raw_requests], ids=["sdk", "requests"])
+def test_timeout(telemetry, server, transport) -> None:
+    result = same_outcome(telemetry, transport(server, {"x-mock-delay-ms": "300"}, timeout=0.05))
+    assert result[0] == "raised"
+    assert "Timeout" in telemetry.span().attributes[names.ERROR_TYPE]
+
+
+@pytest.mark.parametrize("transport", [sdk_chat, raw_requests], ids=["sdk", "requests"])
+def test_connection_refused(telemetry, transport) -> None:
+    class Nowhere:
+        base_url = "http://127.0.0.1:9/v1"
+
+    result = same_outcome(telemetry, transport(Nowhere, {}))
+    assert result[0] == "raised"
+
+
+class Boom(Exception):
+    pass
+
+
+def test_users_own_exception_inside_the_stream_loop(telemetry, server) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+
+    def action() -> None:
+        for index, _ in enumerate(client.chat.completions.create(model="m", messages=MESSAGES, stream=True)):
+            if index == 2:
+                raise Boom("the app's own bug")
+
+    result = same_outcome(telemetry, action)
+    assert result == ("raised", Boom, "the app's own bug")
+    assert telemetry.span().end_time is not None
+
+
+def test_asyncio_cancellation_mid_stream(telemetry, server) -> None:
+    async def consume() -> int:
+        async with openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=MESSAGES,
+                stream=True,
+                extra_headers={"x-mock-chunk-delay-ms": "50"},
+            )
+            seen = 0
+            async for _ in stream:
+                seen += 1
+            return seen
+
+    async def cancel_midway() -> str:
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.12)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "finished"
+
+    assert same_outcome(telemetry, lambda: asyncio.run(cancel_midway())) == ("returned", "cancelled")
+    span = telemetry.span()
+    assert span.end_time is not None and span.attributes[names.ERROR_TYPE].endswith("CancelledError")
+
+
+def test_instrument_and_uninstrument_while_calls_are_in_flight(telemetry, server) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    completed = [0]
+
+    def caller() -> None:
+        while not stop.is_set():
+            try:
+                stream = client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=MESSAGES,
+                    stream=True,
+                    extra_headers={"x-mock-chunk-delay-ms": "1"},
+                )
+                chunks = list(stream)
+                assert chunks and all(chunk.choices for chunk in chunks)  # the usage chunk never leaks
+                requests.post(
+                    f"{server.base_url}/chat/completions", json={"model": "m", "messages": []}, timeout=10
+                )
+                completed[0] += 1
+            except BaseException as error:
+                failures.append(error)
+                return
+
+    threads = [threading.Thread(target=caller) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for _ in range(15):
+        for instrumentor in (OpenAIInstrumentor(), RequestsInstrumentor()):
+            instrumentor.instrument(
+                tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+            )
+        threading.Event().wait(0.02)
+        OpenAIInstrumentor().uninstrument()
+        RequestsInstrumentor().uninstrument()
+        threading.Event().wait(0.01)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert failures == [] and completed[0] > 0
+    assert all(span.end_time is not None for span in telemetry.spans())
+    assert len({span.context.span_id for span in telemetry.spans()}) == len(telemetry.spans())
