@@ -364,3 +364,24 @@ def test_instrument_and_uninstrument_while_calls_are_in_flight(telemetry, server
     assert failures == [] and completed[0] > 0
     assert all(span.end_time is not None for span in telemetry.spans())
     assert len({span.context.span_id for span in telemetry.spans()}) == len(telemetry.spans())
+
+
+# Memory ----------------------------------------------------------------------------------------
+
+
+def test_no_reference_to_responses_or_streams_is_kept(both, client) -> None:
+    import gc
+    import weakref
+
+    response = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    chunks = list(stream)
+    abandoned = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    next(iter(abandoned))
+    url = f"{client.base_url}chat/completions"
+    raw = requests.post(url, json={"model": "m", "messages": []}, stream=True, timeout=10)
+    watched = [weakref.ref(item) for item in (response, stream, chunks[0], abandoned, raw)]
+    del response, stream, chunks, abandoned, raw
+    gc.collect()
+    assert [ref() for ref in watched] == [None] * len(watched)
+    assert len(both.spans()) == 4  # the abandoned stream and the unread response ended their spans too

@@ -1,0 +1,176 @@
+"""Hostile input: the usage parser, the SSE observer and the prices-file loader never raise, and
+nothing they keep grows with the input."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otel_tokencost.engine import Call, Telemetry
+from otel_tokencost.operations import CHAT_COMPLETIONS, MAX_FINISH_REASONS, RESPONSES, Outcome, parse_usage
+from otel_tokencost.pricing import Pricer, PricesFileError, Usage, load
+from otel_tokencost.providers import endpoint_for
+from otel_tokencost.sse import MAX_LINE, SSEObserver
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=30), children, max_size=6)
+    ),
+    max_leaves=20,
+)
+usage_keys = st.sampled_from(
+    [
+        "prompt_tokens",
+        "completion_tokens",
+        "input_tokens",
+        "output_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details",
+        "cached_tokens",
+        "reasoning_tokens",
+        "prompt_cache_hit_tokens",
+    ]
+)
+usage_like = st.dictionaries(usage_keys, json_values | st.integers(-(10**40), 10**40), max_size=8)
+
+
+@given(usage_like | json_values)
+def test_usage_parser_never_raises_and_keeps_subsets_inside_totals(raw) -> None:
+    usage = parse_usage(raw)
+    if usage is not None:
+        assert isinstance(usage, Usage)
+        assert 0 <= usage.cache_read_tokens <= usage.input_tokens <= 10**12
+        assert 0 <= usage.reasoning_tokens <= usage.output_tokens <= 10**12
+
+
+@given(st.lists(json_values, max_size=30))
+def test_chunk_readers_never_raise(chunks) -> None:
+    for operation in (CHAT_COMPLETIONS, RESPONSES):
+        outcome = Outcome()
+        for chunk in chunks:
+            if isinstance(chunk, dict):
+                operation.read_chunk(outcome, chunk)
+        assert len(outcome.finish_reasons) <= MAX_FINISH_REASONS
+
+
+class FakeTelemetry(Telemetry):
+    """A real engine on the API's no-op providers: nothing exported, everything computed."""
+
+    def __init__(self) -> None:
+        from opentelemetry.metrics import NoOpMeter
+        from opentelemetry.trace import NoOpTracer
+
+        super().__init__(NoOpTracer(), NoOpMeter("test"), Pricer())
+
+
+def new_call() -> Call:
+    return Call(FakeTelemetry(), endpoint_for("http://127.0.0.1:1/v1"), CHAT_COMPLETIONS, {"model": "m"})
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=200)
+@given(st.lists(st.binary(max_size=300), max_size=40))
+def test_sse_observer_takes_any_bytes(pieces) -> None:
+    call = new_call()
+    observer = SSEObserver(call)
+    for piece in pieces:
+        observer.feed(piece)
+        assert len(observer._tail) <= MAX_LINE
+    observer.finish()
+    call.end()
+
+
+@given(
+    st.lists(
+        st.sampled_from([b"data: ", b"{", b'"usage":', b"}", b"\n", b"\r\n", b"[DONE]", b": ping", b"x"]),
+        max_size=60,
+    )
+)
+def test_sse_observer_takes_any_sse_like_text(tokens) -> None:
+    call = new_call()
+    observer = SSEObserver(call)
+    observer.feed(b"".join(tokens))
+    observer.finish()
+
+
+def test_a_100_mb_body_is_not_kept() -> None:
+    """Streamed through the observer in 64 KB pieces, one endless line and a million events keep nothing."""
+    call = new_call()
+    observer = SSEObserver(call)
+    tracemalloc.start()
+    line = b"x" * 65536
+    for _ in range(800):  # ~52 MB of a single line that never ends
+        observer.feed(line)
+    event = b'data: {"choices":[{"index":0,"delta":{"content":"w"},"finish_reason":null}]}\n\n'
+    block = event * 1000
+    for _ in range(1000):  # a million events, ~80 MB
+        observer.feed(block)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 8 * MAX_LINE
+    usage = (
+        b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1000000}}\n\ndata: [DONE]\n\n'
+    )
+    observer.feed(usage)
+    observer.finish()
+    assert call.outcome.usage == Usage(input_tokens=3, output_tokens=1_000_000)
+
+
+def test_a_million_finishing_chunks_keep_a_bounded_list() -> None:
+    outcome = Outcome()
+    chunk = {"model": "m", "choices": [{"index": 0, "finish_reason": "stop"}]}
+    for _ in range(1_000_000):
+        CHAT_COMPLETIONS.read_chunk(outcome, chunk)
+    assert outcome.chunks == 1_000_000 and len(outcome.finish_reasons) == MAX_FINISH_REASONS
+
+
+prices_shaped = st.fixed_dictionaries(
+    {
+        "providers": st.lists(
+            st.dictionaries(
+                st.sampled_from(["match", "currency", "usd_per_unit", "models", "prices_from", "extra"]),
+                json_values
+                | st.dictionaries(
+                    st.text(max_size=10),
+                    st.dictionaries(
+                        st.sampled_from(["input_mtok", "output_mtok", "cache_read_mtok", "tiers", "base"]),
+                        json_values,
+                    ),
+                ),
+                max_size=6,
+            ),
+            max_size=4,
+        )
+    }
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
+@given(prices_shaped | json_values)
+def test_prices_file_loader_only_raises_its_own_error(tmp_path_factory, data) -> None:
+    path = tmp_path_factory.mktemp("prices") / "prices.json"
+    path.write_text(json.dumps(data, default=str))
+    try:
+        providers = load(path)
+    except PricesFileError as error:
+        assert error.problems and all(isinstance(problem, str) for problem in error.problems)
+        return
+    pricer = Pricer(providers)
+    for provider in providers:
+        for model in provider.models:
+            pricer.price(provider.match, model, None, Usage(1000, 100, 10), 0)
+
+
+@given(st.text(max_size=200))
+def test_prices_file_loader_takes_any_toml_text(tmp_path_factory, text) -> None:
+    path = tmp_path_factory.mktemp("prices") / "prices.toml"
+    path.write_text(text)
+    try:
+        providers = load(path)
+    except PricesFileError as error:
+        assert error.problems and str(path) in str(error)
+        return
+    assert providers and all(provider.match for provider in providers)
