@@ -696,3 +696,32 @@ def test_responses_content_captured(capturing, client) -> None:
         {"type": "text", "content": "Answer in French."}
     ]
     assert json.loads(attributes[names.OUTPUT_MESSAGES])[0]["parts"][0]["content"] == result.output_text
+
+
+def test_cost_reported_by_the_provider_is_the_cost(instrumented, client) -> None:
+    usage = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120, "cost": 0.00123}
+    client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, extra_headers={"x-mock-usage": json.dumps(usage)}
+    )
+    span = instrumented.span()
+    assert (span.attributes[names.USAGE_COST_AMOUNT], span.attributes[names.PRICING_SOURCE]) == (
+        0.00123,
+        "provider",
+    )
+    (cost,) = instrumented.points(names.METRIC_COST)
+    assert cost.sum == 0.00123
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_litellm_proxy_cost_header(instrumented, client, stream) -> None:
+    headers = {"x-mock-response-headers": json.dumps({"x-litellm-response-cost": "0.0042"})}
+    result = client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, stream=stream, extra_headers=headers
+    )
+    if stream:
+        list(result)
+    span = instrumented.span()
+    assert (span.attributes[names.USAGE_COST_AMOUNT], span.attributes[names.PRICING_SOURCE]) == (
+        0.0042,
+        "provider",
+    )

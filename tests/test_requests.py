@@ -390,3 +390,10 @@ def test_prepared_request_sent_directly(traced, server) -> None:
         session.send(prepared, timeout=10)
     span = traced.span()
     assert span.attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 70, 7))
+
+
+def test_litellm_proxy_cost_header(traced, server) -> None:
+    headers = {"x-mock-response-headers": json.dumps({"x-litellm-response-cost": "0.0042"})}
+    post(server, "/chat/completions", chat_body(), headers)
+    attributes = traced.span().attributes
+    assert (attributes[names.USAGE_COST_AMOUNT], attributes[names.PRICING_SOURCE]) == (0.0042, "provider")

@@ -22,8 +22,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from . import content, names
 from .budgets import Budget, BudgetExceededError, Budgets
 from .instruments import Instruments
-from .operations import Operation, Outcome
-from .pricing import Pricer, PricesFileError, load
+from .operations import Operation, Outcome, reported_cost
+from .pricing import PROVIDER, Cost, Pricer, PricesFileError, load
 from .providers import Endpoint
 from .tracking import Tracking, current
 from .version import __version__
@@ -41,7 +41,13 @@ STRICT_ENV = "OTEL_TOKENCOST_STRICT"
 BAGGAGE_KEY_ENV = "OTEL_TOKENCOST_TRACKING_BAGGAGE_KEY"
 MAX_TRACKING_IDS_ENV = "OTEL_TOKENCOST_MAX_TRACKING_IDS"
 OTHER_TRACKING_ID = "_other"
-IN_CALL = context_api.create_key("otel_tokencost.in_call")
+IN_CALL = context_api.create_key("otel_tokencost.in_call")  # the Call being measured
+LITELLM_COST_HEADER = "x-litellm-response-cost"
+
+
+def current_call() -> Call | None:
+    """The call being measured in this context (a transport's lower layer reports to it)."""
+    return context_api.get_value(IN_CALL)
 
 
 def report_internal_error(what: str) -> None:
@@ -112,7 +118,7 @@ class Telemetry:
 
         Raises BudgetExceededError (after ending the call's span) when a budget refuses the call.
         """
-        if not is_instrumentation_enabled() or context_api.get_value(IN_CALL):
+        if not is_instrumentation_enabled() or context_api.get_value(IN_CALL) is not None:
             return None
         call = Call(self, endpoint, operation, body, current(self.baggage_key))
         if self.budgets:
@@ -244,7 +250,7 @@ class Call:
         The context also marks the call, so a transport layer below (a redirect's second `send`, say)
         does not start a second GenAI span for it.
         """
-        return context_api.attach(context_api.set_value(IN_CALL, True, trace.set_span_in_context(self.span)))
+        return context_api.attach(context_api.set_value(IN_CALL, self, trace.set_span_in_context(self.span)))
 
     @staticmethod
     def deactivate(token: object) -> None:
@@ -258,6 +264,15 @@ class Call:
                 content.read_output(self.outcome, response)
         except Exception:
             report_internal_error("reading the response")
+
+    def read_headers(self, headers: Any) -> None:
+        """Response headers: a LiteLLM proxy states the call's cost in one."""
+        try:
+            value = headers.get(LITELLM_COST_HEADER)
+            if value is not None:
+                self.outcome.reported_cost = reported_cost(value)
+        except Exception:
+            report_internal_error("reading the response headers")
 
     def read_chunk(self, chunk: Any) -> bool:
         """Read one stream chunk; True when it is a usage-only chunk the user did not ask for."""
@@ -367,9 +382,23 @@ class Call:
 
     def _price(self, usage: Any, attributes: dict[str, Any]) -> Decimal | None:
         try:
-            cost = self.telemetry.pricer.price(
-                self.endpoint.base_url, self.outcome.response_model, self.request_model, usage, self.start_ns
-            )
+            reported = self.outcome.reported_cost
+            if reported is not None:
+                cost = Cost(
+                    usd=reported,
+                    source=PROVIDER,
+                    billed=reported,
+                    currency="USD",
+                    provider=self.endpoint.provider,
+                )
+            else:
+                cost = self.telemetry.pricer.price(
+                    self.endpoint.base_url,
+                    self.outcome.response_model,
+                    self.request_model,
+                    usage,
+                    self.start_ns,
+                )
         except Exception:
             report_internal_error("pricing")
             return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from . import names
@@ -91,6 +92,26 @@ class Outcome:
     usage: Usage | None = None
     chunks: int = 0
     texts: list[str] | None = None  # only when message content is captured
+    reported_cost: Decimal | None = None  # what the provider says the call cost (OpenRouter, LiteLLM)
+
+
+def reported_cost(value: Any) -> Decimal | None:
+    """A cost in USD as a provider states it (a number), or None."""
+    if value.__class__ in (int, float) and 0 <= value < 1e9 and value == value:
+        return Decimal(repr(value)) if value.__class__ is float else Decimal(value)
+    if value.__class__ is str:
+        try:
+            return reported_cost(float(value))
+        except ValueError:
+            return None
+    return None
+
+
+def _take_usage(outcome: Outcome, usage: Any) -> None:
+    outcome.usage = parse_usage(usage) or outcome.usage
+    cost = get(usage, "cost")  # OpenRouter states each call's cost in its usage
+    if cost is not None:
+        outcome.reported_cost = reported_cost(cost)
 
 
 def _finish_reasons(outcome: Outcome, choices: Any) -> bool:
@@ -114,12 +135,14 @@ def _read_choices(outcome: Outcome, body: Any) -> None:
         _finish_reasons(outcome, choices)
     usage = get(body, "usage")
     if usage is not None:
-        outcome.usage = parse_usage(usage) or outcome.usage
+        _take_usage(outcome, usage)
 
 
 def _read_embeddings(outcome: Outcome, body: Any) -> None:
     outcome.response_model = get(body, "model") or outcome.response_model
-    outcome.usage = parse_usage(get(body, "usage"))
+    usage = get(body, "usage")
+    if usage is not None:
+        _take_usage(outcome, usage)
 
 
 def _read_response(outcome: Outcome, body: Any) -> None:
@@ -130,7 +153,7 @@ def _read_response(outcome: Outcome, body: Any) -> None:
         outcome.finish_reasons = [str(status)]
     usage = get(body, "usage")
     if usage is not None:
-        outcome.usage = parse_usage(usage) or outcome.usage
+        _take_usage(outcome, usage)
 
 
 def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
@@ -149,7 +172,7 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
         usage = get(extra, "usage") if extra is not None else None
         if usage is None:
             return False
-    outcome.usage = parse_usage(usage) or outcome.usage
+    _take_usage(outcome, usage)
     return not choices
 
 

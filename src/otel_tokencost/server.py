@@ -15,6 +15,7 @@ message) and reply words. Request headers control the behaviour, never the body:
 - ``x-mock-chunks``: make the reply exactly N words, so streams have N content chunks.
 - ``x-mock-delay-ms`` / ``x-mock-chunk-delay-ms``: sleep before answering / between stream events.
 - ``x-mock-cut-after``: stream at most N content chunks, then drop the connection unfinished.
+- ``x-mock-response-headers``: a JSON object of extra headers to answer with (a proxy's cost header, say).
 - ``x-mock-raw-body``: answer with this body verbatim (``\\n`` escapes allowed), with the status of
   ``x-mock-status`` (else 200) and the type of ``x-mock-content-type`` (else ``text/html``).
 """
@@ -502,6 +503,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         """Answer an API call."""
         raw = self._receive()
+        try:
+            extra = json.loads(self.headers.get("x-mock-response-headers", "{}"))
+        except ValueError:
+            extra = {}
+        self._extra_headers = {str(k): str(v) for k, v in extra.items()} if isinstance(extra, dict) else {}
         endpoint = _ENDPOINTS.get(self.path.partition("?")[0])
         if endpoint is None:
             self._send_not_found()
@@ -531,6 +537,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         """No GET endpoints: 404."""
+        self._extra_headers = {}
         self._receive()
         self._send_not_found()
 
@@ -573,6 +580,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        for name, value in getattr(self, "_extra_headers", {}).items():
+            self.send_header(name, value)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
@@ -584,6 +593,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
+        for name, value in getattr(self, "_extra_headers", {}).items():
+            self.send_header(name, value)
         self.end_headers()
         cut, sent = controls.cut_after, 0
         try:

@@ -17,7 +17,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
 from ..budgets import BudgetExceededError
-from ..engine import Call, Telemetry, report_internal_error
+from ..engine import Call, Telemetry, current_call, report_internal_error
 from ..operations import Operation, operation_for
 from ..package import _instruments_openai
 from ..providers import Endpoint, endpoint_for
@@ -37,12 +37,27 @@ class OpenAIInstrumentor(BaseInstrumentor):
         patch = _Patch(telemetry, inject_usage=os.environ.get(STREAM_USAGE_ENV, "inject").lower() != "off")
         wrapt.wrap_function_wrapper("openai._base_client", "SyncAPIClient.request", patch.sync_request)
         wrapt.wrap_function_wrapper("openai._base_client", "AsyncAPIClient.request", patch.async_request)
+        for client in ("SyncAPIClient", "AsyncAPIClient"):
+            wrapt.wrap_function_wrapper("openai._base_client", f"{client}._process_response", _read_headers)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         from openai._base_client import AsyncAPIClient, SyncAPIClient
 
-        unwrap(SyncAPIClient, "request")
-        unwrap(AsyncAPIClient, "request")
+        for client in (SyncAPIClient, AsyncAPIClient):
+            unwrap(client, "request")
+            unwrap(client, "_process_response")
+
+
+def _read_headers(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    """Hand the final HTTP response's headers to the call (the parsed result no longer has them).
+
+    Sync and async alike: the async method's coroutine is returned for the SDK to await.
+    """
+    call = current_call()
+    response = kwargs.get("response")
+    if call is not None and response is not None:
+        call.read_headers(response.headers)
+    return wrapped(*args, **kwargs)
 
 
 class _Patch:

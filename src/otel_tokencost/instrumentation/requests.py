@@ -152,6 +152,7 @@ def _follow(call: Call, response: Any, streamed: bool) -> None:
     """Finish the call from a body `send` already read, or watch a streamed one as the user reads it."""
     status = response.status_code
     error_type = str(status) if status >= 400 else None
+    call.read_headers(response.headers)
     if not streamed:
         _read_body(call, response.content)
         call.end(error_type=error_type)

@@ -1,6 +1,6 @@
 """Pricing: pure data and Decimal arithmetic, with no OpenTelemetry or openai import."""
 
-from .pricer import GENAI_PRICES, MODEL_ONLY, PRICES_FILE, Cost, Pricer
+from .pricer import GENAI_PRICES, MODEL_ONLY, PRICES_FILE, PROVIDER, Cost, Pricer
 from .prices_file import FileProvider, PricesFileError, load
 from .rates import Rate, Usage
 
@@ -8,6 +8,7 @@ __all__ = [
     "GENAI_PRICES",
     "MODEL_ONLY",
     "PRICES_FILE",
+    "PROVIDER",
     "Cost",
     "FileProvider",
     "Pricer",

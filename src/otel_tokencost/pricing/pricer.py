@@ -13,6 +13,7 @@ from .genai import RateAt
 from .prices_file import FileProvider
 from .rates import Usage
 
+PROVIDER = "provider"
 PRICES_FILE = "prices-file"
 GENAI_PRICES = "genai-prices"
 MODEL_ONLY = "genai-prices:model-only"
