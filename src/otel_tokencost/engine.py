@@ -24,7 +24,7 @@ from .budgets import Budget, BudgetExceededError, Budgets
 from .instruments import Instruments
 from .operations import Operation, Outcome, reported_cost
 from .pricing import PROVIDER, Cost, Pricer, PricesFileError, load
-from .providers import Endpoint
+from .providers import Endpoint, endpoint_for
 from .tracking import Tracking, current
 from .version import __version__
 
@@ -112,6 +112,10 @@ class Telemetry:
             kwargs.get("prices"),
             kwargs.get("budgets", ()),
         )
+
+    def endpoint(self, base_url: str) -> Endpoint:
+        """What a base URL tells (provider name, server address), the prices file included."""
+        return endpoint_for(base_url, self.pricer.provider_name(base_url))
 
     def start(self, endpoint: Endpoint, operation: Operation, body: Mapping[str, Any]) -> Call | None:
         """Start the span of one call; None when suppressed, or inside a call already being measured.

@@ -33,6 +33,7 @@ def get(obj: Any, name: str) -> Any:
     return value
 
 
+XAI_TICKS_PER_USD = Decimal(10**10)
 MAX_TOKENS = 10**12  # more than any call uses; a larger count is garbage (and would not fit an int64)
 
 
@@ -54,8 +55,18 @@ def _counts(usage: Any, input_name: str, output_name: str) -> tuple[int | None, 
     return input_tokens, output_tokens
 
 
+def _detail(details: Any, name: str) -> int | None:
+    return count(get(details, name)) if details is not None else None
+
+
 def parse_usage(usage: Any) -> Usage | None:
-    """Usage in Chat Completions or Responses shape; subsets are clamped to their totals."""
+    """Usage in Chat Completions or Responses shape, in any provider's dialect.
+
+    Cached input is read from `*_tokens_details.cached_tokens`, DeepSeek's `prompt_cache_hit_tokens` or
+    Together's top-level `cached_tokens`; cache writes from `cache_write_tokens`. Gemini and xAI count
+    reasoning outside `completion_tokens` (their `total_tokens` says so): it is added to the output then.
+    Subsets are clamped to their totals.
+    """
     if usage is None or usage.__class__ in (str, int, float, bool, list):
         return None
     totals = _counts(usage, "prompt_tokens", "completion_tokens")
@@ -67,15 +78,22 @@ def parse_usage(usage: Any) -> Usage | None:
         return None
     input_tokens, output_tokens = totals[0] or 0, totals[1] or 0
     input_details, output_details = get(usage, details[0]), get(usage, details[1])
-    cached = count(get(input_details, "cached_tokens")) if input_details is not None else None
+    cached = _detail(input_details, "cached_tokens")
     if cached is None:
         cached = count(get(usage, "prompt_cache_hit_tokens"))  # DeepSeek
-    reasoning = count(get(output_details, "reasoning_tokens")) if output_details is not None else None
+        if cached is None:
+            cached = count(get(usage, "cached_tokens"))  # Together
+    cache_write = _detail(input_details, "cache_write_tokens") or 0
+    reasoning = _detail(output_details, "reasoning_tokens") or 0
+    if reasoning and count(get(usage, "total_tokens")) == input_tokens + output_tokens + reasoning:
+        output_tokens = min(output_tokens + reasoning, MAX_TOKENS)  # billed as output, counted apart
+    cache_read = min(cached or 0, input_tokens)
     return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cache_read_tokens=min(cached or 0, input_tokens),
-        reasoning_tokens=min(reasoning or 0, output_tokens),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=min(cache_write, input_tokens - cache_read),
+        reasoning_tokens=min(reasoning, output_tokens),
     )
 
 
@@ -107,11 +125,27 @@ def reported_cost(value: Any) -> Decimal | None:
     return None
 
 
+def usage_cost(usage: Any) -> Decimal | None:
+    """The cost a provider states in its usage: OpenRouter's `cost` (plus the upstream cost when the
+    call used the user's own key), xAI's `cost_in_usd_ticks` (1e-10 USD)."""
+    cost = get(usage, "cost")
+    if cost is not None:
+        stated = reported_cost(cost)
+        if stated is not None and get(usage, "is_byok") is True:
+            upstream = reported_cost(get(get(usage, "cost_details") or {}, "upstream_inference_cost"))
+            stated += upstream or 0
+        return stated
+    ticks = get(usage, "cost_in_usd_ticks")
+    if ticks.__class__ is int and ticks >= 0:
+        return Decimal(ticks) / XAI_TICKS_PER_USD
+    return None
+
+
 def _take_usage(outcome: Outcome, usage: Any) -> None:
     outcome.usage = parse_usage(usage) or outcome.usage
-    cost = get(usage, "cost")  # OpenRouter states each call's cost in its usage
+    cost = usage_cost(usage)
     if cost is not None:
-        outcome.reported_cost = reported_cost(cost)
+        outcome.reported_cost = cost
 
 
 def _finish_reasons(outcome: Outcome, choices: Any) -> bool:
@@ -158,7 +192,7 @@ def _read_response(outcome: Outcome, body: Any) -> None:
 
 def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
     """Read one Chat Completions / Completions chunk; True when it is the usage-only chunk."""
-    if outcome.chunks == 0:
+    if not outcome.response_model:  # Azure's first chunk (content filter results) may have no model
         outcome.response_model = get(chunk, "model")
         outcome.response_id = get(chunk, "id")
     outcome.chunks += 1

@@ -24,7 +24,8 @@ KNOWN_HOSTS = (
     ("api.cohere.com", "cohere"),
     ("openrouter.ai", "openrouter"),
     ("api.together.xyz", "together_ai"),
-    ("api.fireworks.ai", "fireworks_ai"),
+    ("api.together.ai", "together_ai"),
+    ("api.fireworks.ai", "fireworks"),
 )
 UNKNOWN_COMPATIBLE = "openai"
 
@@ -44,15 +45,15 @@ class Endpoint:
 
 
 @lru_cache(maxsize=256)
-def endpoint_for(base_url: str) -> Endpoint:
-    """Describe a base URL; cached, so a client's calls share one Endpoint."""
+def endpoint_for(base_url: str, provider: str | None = None) -> Endpoint:
+    """Describe a base URL (`provider` names it when a prices file does); cached per URL."""
     parts = urlsplit(base_url)
     host = (parts.hostname or "").lower()
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         port = 443 if parts.scheme == "https" else 80
-    provider = next(
+    provider = provider or next(
         (name for suffix, name in KNOWN_HOSTS if host == suffix or host.endswith("." + suffix)),
         UNKNOWN_COMPATIBLE,
     )

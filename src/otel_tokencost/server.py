@@ -16,6 +16,7 @@ message) and reply words. Request headers control the behaviour, never the body:
 - ``x-mock-delay-ms`` / ``x-mock-chunk-delay-ms``: sleep before answering / between stream events.
 - ``x-mock-cut-after``: stream at most N content chunks, then drop the connection unfinished.
 - ``x-mock-response-headers``: a JSON object of extra headers to answer with (a proxy's cost header, say).
+- ``x-mock-raw-body-b64``: the same, base64-encoded (any bytes).
 - ``x-mock-raw-body``: answer with this body verbatim (``\\n`` escapes allowed), with the status of
   ``x-mock-status`` (else 200) and the type of ``x-mock-content-type`` (else ``text/html``).
 """
@@ -521,9 +522,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         time.sleep(controls.delay_ms / 1000)
         raw_body = self.headers.get("x-mock-raw-body")
-        if raw_body is not None:
+        encoded_body = self.headers.get("x-mock-raw-body-b64")
+        if raw_body is not None or encoded_body is not None:
+            data = base64.b64decode(encoded_body) if encoded_body else raw_body.replace("\\n", "\n").encode()
             content_type = self.headers.get("x-mock-content-type", "text/html")
-            self._send_raw(controls.status or 200, raw_body.replace("\\n", "\n").encode(), content_type)
+            self._send_raw(controls.status or 200, data, content_type)
             return
         if controls.status is not None and self._should_fail(controls.fail_times):
             self._send_error(controls.status, f"Simulated error with status {controls.status}.")

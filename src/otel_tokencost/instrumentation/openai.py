@@ -20,7 +20,7 @@ from ..budgets import BudgetExceededError
 from ..engine import Call, Telemetry, current_call, report_internal_error
 from ..operations import Operation, operation_for
 from ..package import _instruments_openai
-from ..providers import Endpoint, endpoint_for
+from ..providers import Endpoint
 from ..stream import AsyncStreamProxy, StreamProxy
 
 STREAM_USAGE_ENV = "OTEL_TOKENCOST_STREAM_USAGE"
@@ -66,6 +66,7 @@ class _Patch:
     def __init__(self, telemetry: Telemetry, inject_usage: bool) -> None:
         self.telemetry = telemetry
         self.inject_usage = inject_usage
+        self._endpoints: dict[int, tuple[Any, Endpoint]] = {}
         from openai import AsyncStream, Stream
         from openai._legacy_response import LegacyAPIResponse
         from openai._response import BaseAPIResponse
@@ -114,7 +115,7 @@ class _Patch:
             operation = operation_for(options.url)
             if operation is None:
                 return None
-            call = self.telemetry.start(_endpoint(client), operation, body)
+            call = self.telemetry.start(self._endpoint(client), operation, body)
             if call is None:
                 return None
             hide = self._inject_stream_usage(options, body, operation)
@@ -124,6 +125,18 @@ class _Patch:
             report_internal_error("starting the openai span")
             return None
         return call, hide
+
+    def _endpoint(self, client: Any) -> Endpoint:
+        """The client's Endpoint, keyed by its base-URL object so that a call skips URL formatting."""
+        url = client.base_url
+        cached = self._endpoints.get(id(url))
+        if cached is not None and cached[0] is url:
+            return cached[1]
+        endpoint = self.telemetry.endpoint(str(url))
+        if len(self._endpoints) >= 256:
+            self._endpoints.clear()
+        self._endpoints[id(url)] = (url, endpoint)  # holding the URL keeps its id from being reused
+        return endpoint
 
     def _inject_stream_usage(self, options: Any, body: dict, operation: Operation) -> bool:
         """Ask for usage on a stream that did not; True when the extra usage chunk must be hidden."""
@@ -200,19 +213,3 @@ class RawResponseProxy(wrapt.ObjectProxy):
         call = getattr(self, "_self_call", None)
         if call is not None and not call.ended and self._self_parsed is None:
             call.end()
-
-
-_endpoints: dict[int, tuple[Any, Endpoint]] = {}
-
-
-def _endpoint(client: Any) -> Endpoint:
-    """The client's Endpoint, keyed by its base-URL object so that a call skips URL formatting."""
-    url = client.base_url
-    cached = _endpoints.get(id(url))
-    if cached is not None and cached[0] is url:
-        return cached[1]
-    endpoint = endpoint_for(str(url))
-    if len(_endpoints) >= 256:
-        _endpoints.clear()
-    _endpoints[id(url)] = (url, endpoint)
-    return endpoint

@@ -21,7 +21,6 @@ from ..budgets import BudgetExceededError
 from ..engine import Call, Telemetry, report_internal_error
 from ..operations import CHAT_COMPLETIONS, Operation, operation_for
 from ..package import _instruments_requests
-from ..providers import endpoint_for
 from ..sse import SSEObserver
 
 PATHS_ENV = "OTEL_TOKENCOST_REQUESTS_PATHS"
@@ -120,7 +119,7 @@ class _Patch:
     def _start(self, body: dict, path: str) -> Call | None:
         try:
             operation, base_url = self._operation(path)
-            return self.telemetry.start(endpoint_for(base_url), operation, body)
+            return self.telemetry.start(self.telemetry.endpoint(base_url), operation, body)
         except BudgetExceededError:
             raise  # the budget's refusal is meant for the app
         except Exception:

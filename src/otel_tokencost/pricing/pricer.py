@@ -91,6 +91,11 @@ class Pricer:
             return None
         return _genai_quote(None, candidates, MODEL_ONLY)
 
+    def provider_name(self, base_url: str) -> str | None:
+        """The provider name the prices file gives the host of `base_url`, if any."""
+        entry = self._providers_for(base_url)[0]
+        return entry.provider if entry is not None else None
+
     def _providers_for(self, base_url: str) -> tuple[FileProvider | None, str | None]:
         """The longest matching prices-file entry and the genai-prices provider for a base URL."""
         found = self._url_providers.get(base_url)

@@ -12,7 +12,7 @@ from typing import Any
 from .rates import PerMillion, Rate, Tier, TieredRate
 
 RATE_FIELDS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
-PROVIDER_FIELDS = {"match", "currency", "usd_per_unit", "models", "prices_from"}
+PROVIDER_FIELDS = {"match", "currency", "usd_per_unit", "models", "prices_from", "provider"}
 
 
 class PricesFileError(ValueError):
@@ -32,6 +32,7 @@ class FileProvider:
     models: dict[str, Rate] = field(default_factory=dict)
     prices_from: str | None = None
     usd_per_unit: Decimal = Decimal(1)
+    provider: str | None = None  # the gen_ai.provider.name of this host (a self-hosted vLLM, say)
 
     def matches(self, host: str, port: int, base_url: str) -> bool:
         """Whether this entry applies to a client whose base URL is `base_url`."""
@@ -96,13 +97,20 @@ def _provider(entry: Any, where: str, problems: list[str]) -> FileProvider | Non
     prices_from = entry.get("prices_from")
     if prices_from is not None and not isinstance(prices_from, str):
         problems.append(f"{where}.prices_from: expected a genai-prices provider id")
+    provider = entry.get("provider")
+    if provider is not None and (not isinstance(provider, str) or not provider.strip()):
+        problems.append(f"{where}.provider: expected a provider name such as vllm")
     models = _models(entry.get("models", {}), f"{where}.models", str(currency).upper(), problems)
     if not models and prices_from is None:
         problems.append(f"{where}: needs models or prices_from")
     if len(problems) > before:
         return None
     return FileProvider(
-        match=match.strip(), models=models, prices_from=prices_from, usd_per_unit=usd_per_unit
+        match=match.strip(),
+        models=models,
+        prices_from=prices_from,
+        usd_per_unit=usd_per_unit,
+        provider=provider,
     )
 
 

@@ -1,0 +1,231 @@
+"""Every OpenAI-compatible provider priced right, through the SDK and `requests`, streaming and not.
+
+Each case in tests/data/providers/ is a provider's real usage dialect (see its README). The client
+talks to the provider's real base URL; a transport below the instrumentation carries the request to
+the local server, which answers with that provider's recorded body.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import genai_prices
+import openai
+import openai._base_client as base_client
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from otel_tokencost import OpenAIInstrumentor, RequestsInstrumentor, names
+
+from conftest import API_KEY
+
+DATA = Path(__file__).parent / "data" / "providers"
+CASES = {path.stem: json.loads(path.read_text()) for path in sorted(DATA.glob("*.json"))}
+SUFFIXES = ("/chat/completions", "/responses")
+HAS_RESPONSES = hasattr(openai.OpenAI(api_key="x", base_url="http://127.0.0.1:1"), "responses")
+httpx_module = getattr(base_client, "httpx2", None) or base_client.httpx
+
+# Self-hosted servers and a LiteLLM proxy are known only to the team's prices file.
+PRICES = {
+    "providers": [
+        {
+            "match": "localhost:8000",
+            "provider": "vllm",
+            "models": {"Qwen/Qwen3-8B": {"input_mtok": 0.05, "cache_read_mtok": 0.01, "output_mtok": 0.2}},
+        },
+        {
+            "match": "localhost:11434",
+            "provider": "ollama",
+            "models": {"llama3.2:3b": {"input_mtok": 0.0, "output_mtok": 0.0}},
+        },
+        {"match": "localhost:4000", "provider": "litellm", "prices_from": "openai"},
+    ]
+}
+
+
+def local_path(path: str) -> str:
+    return "/v1" + next(suffix for suffix in SUFFIXES if path.rstrip("/").endswith(suffix))
+
+
+class ToLocalServer(httpx_module.HTTPTransport):
+    """Sends what the SDK addressed to a provider to the local server instead."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.port = port
+
+    def handle_request(self, request):
+        request.url = request.url.copy_with(
+            scheme="http", host="127.0.0.1", port=self.port, path=local_path(request.url.path), query=None
+        )
+        return super().handle_request(request)
+
+
+class ToLocalServerAdapter(HTTPAdapter):
+    """The same for `requests`, mounted on the provider's URL."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.port = port
+
+    def send(self, request, **kwargs):
+        request.url = f"http://127.0.0.1:{self.port}{local_path(request.url.split('?')[0])}"
+        return super().send(request, **kwargs)
+
+
+def mock_headers(case: dict, stream: bool) -> dict[str, str]:
+    if stream:
+        body = "".join(f"data: {json.dumps(event)}\n\n" for event in case["streaming"])
+        if case["provider"] != "openai_responses":
+            body += "data: [DONE]\n\n"
+        content_type = "text/event-stream"
+    else:
+        body, content_type = json.dumps(case["non_streaming"]), "application/json"
+    headers = {
+        "x-mock-raw-body-b64": base64.b64encode(body.encode()).decode(),
+        "x-mock-content-type": content_type,
+    }
+    if case.get("response_headers") and not stream:
+        headers["x-mock-response-headers"] = json.dumps(case["response_headers"])
+    return headers
+
+
+def sdk_client(case: dict, port: int):
+    http_client = httpx_module.Client(transport=ToLocalServer(port))
+    if case["provider"] == "azure_openai":
+        return openai.AzureOpenAI(
+            azure_endpoint="https://my-resource.openai.azure.com",
+            azure_deployment=case["request_model"],
+            api_version="2024-10-21",
+            api_key=API_KEY,
+            http_client=http_client,
+            max_retries=0,
+        )
+    return openai.OpenAI(base_url=case["base_url"], api_key=API_KEY, http_client=http_client, max_retries=0)
+
+
+def call_sdk(case: dict, port: int, stream: bool) -> None:
+    client = sdk_client(case, port)
+    headers = mock_headers(case, stream)
+    if case["provider"] == "openai_responses":
+        result = client.responses.create(
+            model=case["request_model"], input="hi", stream=stream, extra_headers=headers
+        )
+    else:
+        result = client.chat.completions.create(
+            model=case["request_model"],
+            messages=[{"role": "user", "content": "hi"}],
+            stream=stream,
+            extra_headers=headers,
+        )
+    if stream:
+        for _ in result:
+            pass
+
+
+def call_requests(case: dict, port: int, stream: bool) -> None:
+    base = case["base_url"].rstrip("/")
+    path = "/responses" if case["provider"] == "openai_responses" else "/chat/completions"
+    url = base + path + ("?api-version=2024-10-21" if case["provider"] == "azure_openai" else "")
+    body = {"model": case["request_model"], "stream": stream}
+    body |= {"input": "hi"} if path == "/responses" else {"messages": [{"role": "user", "content": "hi"}]}
+    with requests.Session() as session:
+        session.mount(base, ToLocalServerAdapter(port))
+        headers = {"Authorization": f"Bearer {API_KEY}", **mock_headers(case, stream)}
+        response = session.post(url, json=body, headers=headers, stream=stream, timeout=10)
+        for _ in response.iter_lines():
+            pass
+        response.close()
+
+
+def response_model(case: dict, stream: bool) -> str:
+    """The model the body names: a stream's first chunk that names one, or the whole response's."""
+    if not stream:
+        return case["non_streaming"]["model"]
+    for event in case["streaming"]:
+        model = event.get("model") or (event.get("response") or {}).get("model")
+        if model:
+            return model
+    raise AssertionError("no model in the stream")
+
+
+def expected_cost(case: dict) -> tuple[float | None, str | None]:
+    """The cost and pricing source: the provider's own figure, the prices file, or genai-prices."""
+    expected = case["expected"]
+    if expected["provider_reported_cost_usd"] is not None:
+        return float(Decimal(str(expected["provider_reported_cost_usd"]))), "provider"
+    usage = genai_prices.Usage(
+        input_tokens=expected["input_tokens"],
+        output_tokens=expected["output_tokens"],
+        cache_read_tokens=expected["cache_read_tokens"],
+        cache_write_tokens=expected["cache_write_tokens"],
+    )
+    for entry in PRICES["providers"]:
+        if entry["match"] in case["base_url"] and case["request_model"] in entry.get("models", {}):
+            rates = {k: Decimal(str(v)) for k, v in entry["models"][case["request_model"]].items()}
+            fresh = expected["input_tokens"] - expected["cache_read_tokens"]
+            total = (
+                rates["input_mtok"] * fresh
+                + rates.get("cache_read_mtok", rates["input_mtok"]) * expected["cache_read_tokens"]
+                + rates["output_mtok"] * expected["output_tokens"]
+            )
+            return float(total / 1_000_000), "prices-file"
+    provider = case["genai_prices_provider_id"]
+    now = datetime.now(tz=UTC)
+    for model in (case.get("response_model"), case["request_model"]):
+        try:
+            kwargs = {"provider_id": provider} if provider else {}
+            price = genai_prices.calc_price(usage, model, genai_request_timestamp=now, **kwargs)
+        except LookupError:
+            continue
+        return float(price.total_price), "genai-prices" if provider else "genai-prices:model-only"
+    return None, None
+
+
+@pytest.fixture
+def both(telemetry, tmp_path):
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps(PRICES))
+    for instrumentor in (OpenAIInstrumentor(), RequestsInstrumentor()):
+        instrumentor.instrument(
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
+            prices=str(prices),
+        )
+    yield telemetry
+    OpenAIInstrumentor().uninstrument()
+    RequestsInstrumentor().uninstrument()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("transport", [call_sdk, call_requests], ids=["sdk", "requests"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_provider(both, server, name: str, transport, stream: bool) -> None:
+    case = CASES[name]
+    if name == "openai_responses" and transport is call_sdk and not HAS_RESPONSES:
+        pytest.skip("this openai has no Responses API")
+    transport(case, server.port, stream)
+    span = both.span()
+    attributes = span.attributes
+    expected = case["expected"]
+    provider_name = {"litellm_proxy": "litellm"}.get(name, case["semconv_provider_name"])
+    assert attributes[names.PROVIDER_NAME] == provider_name
+    assert attributes[names.RESPONSE_MODEL] == response_model(case, stream)
+    assert attributes[names.USAGE_INPUT_TOKENS] == expected["input_tokens"]
+    assert attributes[names.USAGE_OUTPUT_TOKENS] == expected["output_tokens"]
+    for attribute, key in (
+        (names.USAGE_CACHE_READ_INPUT_TOKENS, "cache_read_tokens"),
+        (names.USAGE_CACHE_CREATION_INPUT_TOKENS, "cache_write_tokens"),
+        (names.USAGE_REASONING_OUTPUT_TOKENS, "reasoning_tokens"),
+    ):
+        assert attributes.get(attribute, 0) == expected[key], attribute
+    cost, source = expected_cost(case)
+    if name == "litellm_proxy" and stream:
+        source = "provider"  # the streamed usage carries the proxy's cost
+    assert attributes.get(names.USAGE_COST_AMOUNT) == cost
+    assert attributes.get(names.PRICING_SOURCE) == source

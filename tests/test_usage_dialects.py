@@ -1,0 +1,108 @@
+"""Each provider's usage dialect, read field by field (the whole bodies are in test_providers.py)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from otel_tokencost.operations import parse_usage, usage_cost
+from otel_tokencost.pricing import Usage
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # OpenAI: cached and reasoning tokens are subsets of the totals.
+        (
+            {
+                "prompt_tokens": 100,
+                "completion_tokens": 50,
+                "total_tokens": 150,
+                "prompt_tokens_details": {"cached_tokens": 60},
+                "completion_tokens_details": {"reasoning_tokens": 20},
+            },
+            Usage(100, 50, cache_read_tokens=60, reasoning_tokens=20),
+        ),
+        # DeepSeek before it copied the hit count into prompt_tokens_details.
+        (
+            {
+                "prompt_tokens": 1000,
+                "completion_tokens": 10,
+                "prompt_cache_hit_tokens": 800,
+                "prompt_cache_miss_tokens": 200,
+            },
+            Usage(1000, 10, cache_read_tokens=800),
+        ),
+        # Gemini and xAI: reasoning outside completion_tokens, as total_tokens shows.
+        (
+            {
+                "prompt_tokens": 2410,
+                "completion_tokens": 318,
+                "total_tokens": 3173,
+                "completion_tokens_details": {"reasoning_tokens": 445},
+            },
+            Usage(2410, 763, reasoning_tokens=445),
+        ),
+        # Together: cached tokens at the top level.
+        (
+            {"prompt_tokens": 500, "completion_tokens": 5, "cached_tokens": 300},
+            Usage(500, 5, cache_read_tokens=300),
+        ),
+        # OpenRouter (Anthropic upstream): cache writes beside cache reads.
+        (
+            {
+                "prompt_tokens": 3340,
+                "completion_tokens": 57,
+                "prompt_tokens_details": {"cached_tokens": 3211, "cache_write_tokens": 121},
+            },
+            Usage(3340, 57, 3211, 121),
+        ),
+        # Responses API.
+        (
+            {
+                "input_tokens": 3200,
+                "output_tokens": 586,
+                "input_tokens_details": {"cached_tokens": 2048},
+                "output_tokens_details": {"reasoning_tokens": 448},
+            },
+            Usage(3200, 586, 2048, 0, 448),
+        ),
+        # Subsets larger than their totals are clamped.
+        (
+            {"prompt_tokens": 10, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 50}},
+            Usage(10, 1, cache_read_tokens=10),
+        ),
+    ],
+    ids=[
+        "openai",
+        "deepseek-hit-miss",
+        "gemini-reasoning-apart",
+        "together",
+        "openrouter-cache-write",
+        "responses",
+        "clamped",
+    ],
+)
+def test_usage_dialects(raw: dict, expected: Usage) -> None:
+    assert parse_usage(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"cost": 0.00229605}, Decimal("0.00229605")),
+        (
+            {"cost": 0.0001, "is_byok": True, "cost_details": {"upstream_inference_cost": 0.002}},
+            Decimal("0.0021"),
+        ),
+        ({"cost_in_usd_ticks": 3772000}, Decimal("0.0003772")),
+        ({"cost": "0.5"}, Decimal("0.5")),
+        ({"cost": -1}, None),
+        ({"cost": True}, None),
+        ({"prompt_tokens": 1}, None),
+    ],
+    ids=["openrouter", "openrouter-byok", "xai-ticks", "string", "negative", "bool", "none"],
+)
+def test_costs_providers_state(raw: dict, expected: Decimal | None) -> None:
+    assert usage_cost(raw) == expected
