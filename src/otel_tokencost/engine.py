@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from time import perf_counter, time_ns
 from typing import Any
@@ -259,6 +259,28 @@ class Call:
     @staticmethod
     def deactivate(token: object) -> None:
         context_api.detach(token)
+
+    def invoke(self, wrapped: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """Run the transport's own call with the span current; its exception ends the call and goes on."""
+        token = self.activate()
+        try:
+            return wrapped(*args, **kwargs)
+        except BaseException as error:
+            self.end(error)
+            raise
+        finally:
+            self.deactivate(token)
+
+    async def invoke_async(self, wrapped: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """`invoke` for a coroutine function."""
+        token = self.activate()
+        try:
+            return await wrapped(*args, **kwargs)
+        except BaseException as error:
+            self.end(error)
+            raise
+        finally:
+            self.deactivate(token)
 
     def read(self, response: Any) -> None:
         """Read a whole (non-streamed) response."""

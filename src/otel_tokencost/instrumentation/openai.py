@@ -80,30 +80,14 @@ class _Patch:
         if started is None:
             return wrapped(*args, **kwargs)
         call, hide_usage_chunk = started
-        token = call.activate()
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as error:
-            call.end(error)
-            raise
-        finally:
-            call.deactivate(token)
-        return self._returned(call, result, hide_usage_chunk)
+        return self._returned(call, call.invoke(wrapped, args, kwargs), hide_usage_chunk)
 
     async def async_request(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         started = self._start(instance, args, kwargs)
         if started is None:
             return await wrapped(*args, **kwargs)
         call, hide_usage_chunk = started
-        token = call.activate()
-        try:
-            result = await wrapped(*args, **kwargs)
-        except BaseException as error:
-            call.end(error)
-            raise
-        finally:
-            call.deactivate(token)
-        return self._returned(call, result, hide_usage_chunk)
+        return self._returned(call, await call.invoke_async(wrapped, args, kwargs), hide_usage_chunk)
 
     def _start(self, client: Any, args: tuple, kwargs: dict) -> tuple[Call, bool] | None:
         """Start the call if this request is a priced endpoint; None to pass it through untouched."""

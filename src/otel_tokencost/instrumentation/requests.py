@@ -101,14 +101,7 @@ class _Patch:
         call = self._start(body, path)
         if call is None:
             return wrapped(*args, **kwargs)
-        token = call.activate()
-        try:
-            response = wrapped(*args, **kwargs)
-        except BaseException as error:
-            call.end(error)
-            raise
-        finally:
-            call.deactivate(token)
+        response = call.invoke(wrapped, args, kwargs)
         try:
             _follow(call, response, streamed=bool(streamed))
         except Exception:
