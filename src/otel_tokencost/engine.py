@@ -170,6 +170,7 @@ class Call:
     """One logical LLM call: its span, what its response said, and ending it exactly once."""
 
     __slots__ = (
+        "_context",
         "_ended",
         "_start",
         "body",
@@ -202,6 +203,7 @@ class Call:
         self.outcome = Outcome()
         self.first_chunk_at: float | None = None
         self._ended = False
+        self._context: Any = None
         self.start_ns = time_ns()
         self.span = telemetry.tracer.start_span(
             f"{operation.name} {self.request_model}" if self.request_model else operation.name,
@@ -254,7 +256,8 @@ class Call:
         The context also marks the call, so a transport layer below (a redirect's second `send`, say)
         does not start a second GenAI span for it.
         """
-        return context_api.attach(context_api.set_value(IN_CALL, self, trace.set_span_in_context(self.span)))
+        self._context = context_api.set_value(IN_CALL, self, trace.set_span_in_context(self.span))
+        return context_api.attach(self._context)
 
     @staticmethod
     def deactivate(token: object) -> None:
@@ -350,7 +353,7 @@ class Call:
             if tracking.tracking_id is not None:
                 metric_attributes[names.TRACKING_ID] = self.telemetry.metric_tracking_id(tracking.tracking_id)
         attributes = self._response_attributes(error_type)
-        context = trace.set_span_in_context(span)
+        context = self._context or trace.set_span_in_context(span)  # the span's context, for exemplars
         instruments.duration.record(duration, metric_attributes, context=context)
         if self.first_chunk_at is not None:
             ttfc = self.first_chunk_at - self._start

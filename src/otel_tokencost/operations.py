@@ -5,13 +5,30 @@ Readers work on the openai SDK's models and on decoded JSON alike, so every tran
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from . import names
 from .pricing import Usage
+
+_EMPTY: dict[str, Any] = {}
+
+
+def fields(obj: Any) -> Mapping[str, Any]:
+    """All fields of a decoded JSON object or an SDK model, declared and extra, as one mapping.
+
+    SDK models are pydantic: fields live in `__dict__` and undeclared ones (a provider's own usage
+    fields) in `__pydantic_extra__`. Reading those directly avoids `getattr`'s slow failure path.
+    """
+    if obj.__class__ is dict:
+        return obj
+    declared = getattr(obj, "__dict__", None)
+    if declared is None:
+        return _EMPTY
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return {**declared, **extra} if extra else declared
 
 
 def get(obj: Any, name: str) -> Any:
@@ -46,9 +63,11 @@ def count(value: Any) -> int | None:
     return None
 
 
-def _counts(usage: Any, input_name: str, output_name: str) -> tuple[int | None, int | None] | None:
+def _counts(
+    usage: Mapping[str, Any], input_name: str, output_name: str
+) -> tuple[int | None, int | None] | None:
     """The two totals, or None when either is present but not a usable count."""
-    raw_input, raw_output = get(usage, input_name), get(usage, output_name)
+    raw_input, raw_output = usage.get(input_name), usage.get(output_name)
     input_tokens, output_tokens = count(raw_input), count(raw_output)
     if (raw_input is not None and input_tokens is None) or (raw_output is not None and output_tokens is None):
         return None  # a usage the provider garbled: no tokens beats a wrong cost
@@ -56,7 +75,7 @@ def _counts(usage: Any, input_name: str, output_name: str) -> tuple[int | None, 
 
 
 def _detail(details: Any, name: str) -> int | None:
-    return count(get(details, name)) if details is not None else None
+    return count(fields(details).get(name)) if details is not None else None
 
 
 def parse_usage(usage: Any) -> Usage | None:
@@ -69,6 +88,7 @@ def parse_usage(usage: Any) -> Usage | None:
     """
     if usage is None or usage.__class__ in (str, int, float, bool, list):
         return None
+    usage = fields(usage)
     totals = _counts(usage, "prompt_tokens", "completion_tokens")
     details = "prompt_tokens_details", "completion_tokens_details"
     if totals == (None, None):
@@ -77,15 +97,15 @@ def parse_usage(usage: Any) -> Usage | None:
     if totals is None or totals == (None, None):
         return None
     input_tokens, output_tokens = totals[0] or 0, totals[1] or 0
-    input_details, output_details = get(usage, details[0]), get(usage, details[1])
+    input_details, output_details = usage.get(details[0]), usage.get(details[1])
     cached = _detail(input_details, "cached_tokens")
     if cached is None:
-        cached = count(get(usage, "prompt_cache_hit_tokens"))  # DeepSeek
+        cached = count(usage.get("prompt_cache_hit_tokens"))  # DeepSeek
         if cached is None:
-            cached = count(get(usage, "cached_tokens"))  # Together
+            cached = count(usage.get("cached_tokens"))  # Together
     cache_write = _detail(input_details, "cache_write_tokens") or 0
     reasoning = _detail(output_details, "reasoning_tokens") or 0
-    if reasoning and count(get(usage, "total_tokens")) == input_tokens + output_tokens + reasoning:
+    if reasoning and count(usage.get("total_tokens")) == input_tokens + output_tokens + reasoning:
         output_tokens = min(output_tokens + reasoning, MAX_TOKENS)  # billed as output, counted apart
     cache_read = min(cached or 0, input_tokens)
     return Usage(
@@ -128,20 +148,22 @@ def reported_cost(value: Any) -> Decimal | None:
 def usage_cost(usage: Any) -> Decimal | None:
     """The cost a provider states in its usage: OpenRouter's `cost` (plus the upstream cost when the
     call used the user's own key), xAI's `cost_in_usd_ticks` (1e-10 USD)."""
-    cost = get(usage, "cost")
+    usage = fields(usage)
+    cost = usage.get("cost")
     if cost is not None:
         stated = reported_cost(cost)
-        if stated is not None and get(usage, "is_byok") is True:
-            upstream = reported_cost(get(get(usage, "cost_details") or {}, "upstream_inference_cost"))
+        if stated is not None and usage.get("is_byok") is True:
+            upstream = reported_cost(get(usage.get("cost_details") or _EMPTY, "upstream_inference_cost"))
             stated += upstream or 0
         return stated
-    ticks = get(usage, "cost_in_usd_ticks")
+    ticks = usage.get("cost_in_usd_ticks")
     if ticks.__class__ is int and ticks >= 0:
         return Decimal(ticks) / XAI_TICKS_PER_USD
     return None
 
 
 def _take_usage(outcome: Outcome, usage: Any) -> None:
+    usage = fields(usage)
     outcome.usage = parse_usage(usage) or outcome.usage
     cost = usage_cost(usage)
     if cost is not None:
@@ -162,12 +184,13 @@ def _finish_reasons(outcome: Outcome, choices: Any) -> bool:
 
 
 def _read_choices(outcome: Outcome, body: Any) -> None:
-    outcome.response_model = get(body, "model") or outcome.response_model
-    outcome.response_id = get(body, "id") or outcome.response_id
-    choices = get(body, "choices")
+    body = fields(body)
+    outcome.response_model = body.get("model") or outcome.response_model
+    outcome.response_id = body.get("id") or outcome.response_id
+    choices = body.get("choices")
     if choices:
         _finish_reasons(outcome, choices)
-    usage = get(body, "usage")
+    usage = body.get("usage")
     if usage is not None:
         _take_usage(outcome, usage)
 
@@ -180,12 +203,13 @@ def _read_embeddings(outcome: Outcome, body: Any) -> None:
 
 
 def _read_response(outcome: Outcome, body: Any) -> None:
-    outcome.response_model = get(body, "model") or outcome.response_model
-    outcome.response_id = get(body, "id") or outcome.response_id
-    status = get(body, "status")
+    body = fields(body)
+    outcome.response_model = body.get("model") or outcome.response_model
+    outcome.response_id = body.get("id") or outcome.response_id
+    status = body.get("status")
     if status and status != "in_progress":
         outcome.finish_reasons = [str(status)]
-    usage = get(body, "usage")
+    usage = body.get("usage")
     if usage is not None:
         _take_usage(outcome, usage)
 
