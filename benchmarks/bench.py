@@ -1,0 +1,885 @@
+"""What otel_tokencost adds to an LLM call: time per call, per stream chunk, memory and import time.
+
+    python benchmarks/bench.py [--quick] [--json PATH] [--check]
+
+Every case runs bare and instrumented in the same process, in interleaved rounds (bare, instrumented,
+then instrumented, bare, ...): the package is instrumented and uninstrumented between rounds, and each
+round starts with a warm-up and a gc.collect(). A round's figure is the median of its calls, each timed
+with perf_counter (a call the host interrupted is an outlier, not a shift). A case reports the median
+round of each variant and, as "added", the median of the per-round differences, so that drift on a noisy
+machine hits both variants alike.
+
+Streams are also timed chunk by chunk as the for loop receives them: "per chunk" is the median step
+between two chunks, instrumented minus bare, by the same rounds. It is what each further chunk costs; the
+per-call part (span, metrics, pricing) is in "added" and in the non-streaming cases.
+
+The floor is what the OpenTelemetry SDK itself charges for what one call emits (a span with 15
+attributes and four histogram records with 6 attributes each), measured the same way (its bare variant
+is an empty call). "x floor" says how many floors a case adds; each round of a case also times the floor,
+and the case is divided by that one, so that a machine whose speed drifts during the run does not skew
+the ratio. Spans go through a SimpleSpanProcessor to an exporter that drops them; metrics go to an
+InMemoryMetricReader.
+
+Then: whether responses and streams are released once the app drops them (weak references), RSS over
+many instrumented calls (tracemalloc off; then a short traced run for the Python heap), and the import
+time of otel_tokencost (`-X importtime` in fresh interpreters, alone and after openai).
+
+"requests wrapper alone" calls `Session.post` on a session whose transport adapter answers from memory
+and which prepares each request once: what remains is the two patched methods, so their cost stands out
+of the noise.
+
+--check exits 1 when a regression guard fails. The guards are deliberately generous: they are there to
+catch a tenfold regression on a noisy CI machine, not a few percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import tracemalloc
+import weakref
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+# Reproducible settings; an internal error of the instrumentation raises instead of being logged away.
+for _name in (
+    "OTEL_TOKENCOST_PRICES",
+    "OTEL_TOKENCOST_STREAM_USAGE",
+    "OTEL_TOKENCOST_REQUESTS_PATHS",
+    "OTEL_TOKENCOST_TRACKING_BAGGAGE_KEY",
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+):
+    os.environ.pop(_name, None)
+os.environ["OTEL_TOKENCOST_STRICT"] = "1"
+
+import openai  # noqa: E402
+import requests  # noqa: E402
+from opentelemetry import trace  # noqa: E402
+from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
+from opentelemetry.trace import SpanKind  # noqa: E402
+
+import otel_tokencost  # noqa: E402
+from otel_tokencost.server import LocalServer  # noqa: E402
+
+OPENAI_MAJOR = int(openai.__version__.split(".")[0])
+if OPENAI_MAJOR >= 3:
+    import httpx2 as httpx_module
+else:
+    import httpx as httpx_module
+
+API_KEY = "sk-bench-0123456789"
+MODEL = "gpt-4o-mini"
+EMBEDDING_MODEL = "text-embedding-3-small"
+MESSAGES = [{"role": "user", "content": "How much does this cost?"}]
+STREAM_OPTIONS = {"include_usage": True}  # asked by the caller: bare and instrumented read the same chunks
+CONTENT_CHUNKS = 50
+STREAM_CHUNKS = CONTENT_CHUNKS + 3  # role, 50 contents, finish, usage-only ([DONE] is not a chunk)
+IN_PROCESS_BASE_URL = "https://api.openai.com/v1"  # priced by provider; the mock transport answers
+STUB_BASE_URL = "http://stub.bench.invalid/v1"
+
+# Regression guards (see --check): generous on purpose.
+GUARD_ADDED_X_FLOOR = 8.0
+GUARD_US_PER_CHUNK = 15.0
+GUARD_NON_LLM_US = 20.0
+GUARD_MEMORY_MB = 30.0
+GUARD_IMPORT_MS = 150.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Canned responses
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+USAGE = {"prompt_tokens": 12, "completion_tokens": CONTENT_CHUNKS, "total_tokens": 12 + CONTENT_CHUNKS}
+CHAT_BODY = _dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "It costs very little."},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": USAGE,
+    }
+)
+
+
+def _sse_body() -> bytes:
+    base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000, "model": MODEL}
+
+    def chunk(delta: dict, finish: str | None = None) -> dict:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {**base, "choices": [choice], "usage": None}
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": f"word{index} "}) for index in range(CONTENT_CHUNKS)]
+    events.append(chunk({}, "stop"))
+    events.append({**base, "choices": [], "usage": USAGE})
+    return b"".join(b"data: " + _dumps(event) + b"\n\n" for event in events) + b"data: [DONE]\n\n"
+
+
+SSE_BODY = _sse_body()
+VECTOR = [(byte - 128) / 128 for byte in range(0, 256, 32)]  # 8 floats, exact in float32
+
+
+def _embedding_body(as_base64: bool) -> bytes:
+    vector: Any = VECTOR
+    if as_base64:
+        vector = base64.b64encode(struct.pack(f"<{len(VECTOR)}f", *VECTOR)).decode()
+    data = [{"object": "embedding", "index": 0, "embedding": vector}]
+    usage = {"prompt_tokens": 4, "total_tokens": 4}
+    return _dumps({"object": "list", "data": data, "model": EMBEDDING_MODEL, "usage": usage})
+
+
+EMBEDDING_BODY = _embedding_body(False)
+EMBEDDING_BODY_BASE64 = _embedding_body(True)
+NOT_FOUND_BODY = _dumps({"error": {"message": "Unknown request URL", "type": "invalid_request_error"}})
+JSON_HEADERS = {"content-type": "application/json"}
+SSE_HEADERS = {"content-type": "text/event-stream"}
+
+
+def _mock_handler(request: Any) -> Any:
+    """The in-process transport: a canned answer for each endpoint, nothing parsed."""
+    path = request.url.path
+    if path.endswith("/chat/completions"):
+        if b'"stream":true' in request.content:
+            return httpx_module.Response(200, content=SSE_BODY, headers=SSE_HEADERS)
+        return httpx_module.Response(200, content=CHAT_BODY, headers=JSON_HEADERS)
+    if path.endswith("/embeddings"):
+        body = EMBEDDING_BODY_BASE64 if b'"encoding_format":"base64"' in request.content else EMBEDDING_BODY
+        return httpx_module.Response(200, content=body, headers=JSON_HEADERS)
+    return httpx_module.Response(404, content=NOT_FOUND_BODY, headers=JSON_HEADERS)
+
+
+class StubAdapter(requests.adapters.BaseAdapter):
+    """A requests transport adapter that answers from memory: chat completions, else 404."""
+
+    def send(self, request: Any, stream: bool = False, **kwargs: Any) -> requests.Response:
+        llm = request.url.endswith("/chat/completions")
+        response = requests.Response()
+        response.status_code = 200 if llm else 404
+        response.reason = "OK" if llm else "Not Found"
+        response._content = CHAT_BODY if llm else NOT_FOUND_BODY
+        response.headers = requests.structures.CaseInsensitiveDict(JSON_HEADERS)
+        response.encoding = "utf-8"
+        response.url = request.url
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+class StubSession(requests.Session):
+    """The stub adapter for STUB_BASE_URL, no environment lookups, each (method, URL) prepared once.
+
+    `Session.request` and `Session.send` themselves (the patched methods) run unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trust_env = False
+        self.mount(STUB_BASE_URL, StubAdapter())
+        self._prepared: dict[tuple[str, str], requests.PreparedRequest] = {}
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        key = (request.method, request.url)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = super().prepare_request(request)
+        return prepared
+
+
+# ---------------------------------------------------------------------------------------------
+# Telemetry
+
+
+class DroppingExporter(SpanExporter):
+    """Counts spans and keeps the last one; drops everything else."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: Any = None
+
+    def export(self, spans: Any) -> SpanExportResult:
+        self.count += len(spans)
+        self.last = spans[-1]
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+exporter = DroppingExporter()
+tracer_provider = TracerProvider()
+tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+metric_reader = InMemoryMetricReader()
+meter_provider = MeterProvider(metric_readers=[metric_reader])
+
+
+def tokencost_on() -> None:
+    otel_tokencost.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+
+def tokencost_off() -> None:
+    otel_tokencost.uninstrument()
+
+
+def _floor_call() -> Callable[[], None]:
+    """One call's worth of SDK work, without the instrumentation: 15 span attributes, 4 records."""
+    tracer = tracer_provider.get_tracer("bench.floor")
+    meter = meter_provider.get_meter("bench.floor")
+    duration = meter.create_histogram("bench.floor.duration", unit="s")
+    tokens = meter.create_histogram("bench.floor.token.usage", unit="{token}")
+    cost = meter.create_histogram("bench.floor.cost", unit="USD")
+    request_attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "server.address": "api.openai.com",
+        "server.port": 443,
+        "gen_ai.request.model": MODEL,
+        "gen_ai.request.max_tokens": 500,
+        "gen_ai.request.temperature": 0.2,
+        "gen_ai.request.top_p": 0.9,
+    }
+    response_attributes = {
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.id": "chatcmpl-bench",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 50,
+        "gen_ai.usage.cost.amount": 0.0000318,
+        "gen_ai.usage.cost.currency": "USD",
+    }
+    metric_attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "server.address": "api.openai.com",
+        "gen_ai.request.model": MODEL,
+        "gen_ai.response.model": MODEL,
+        "error.type": "none",
+    }
+    input_attributes = {**metric_attributes, "gen_ai.token.type": "input"}
+    output_attributes = {**metric_attributes, "gen_ai.token.type": "output"}
+    del input_attributes["error.type"], output_attributes["error.type"]
+    start_span, client_kind, set_span_in_context = (
+        tracer.start_span,
+        SpanKind.CLIENT,
+        trace.set_span_in_context,
+    )
+
+    def call() -> None:
+        span = start_span("chat " + MODEL, kind=client_kind, attributes=request_attributes)
+        context = set_span_in_context(span)
+        duration.record(0.5, metric_attributes, context=context)
+        tokens.record(12, input_attributes, context=context)
+        tokens.record(50, output_attributes, context=context)
+        cost.record(0.0000318, metric_attributes, context=context)
+        span.set_attributes(response_attributes)
+        span.end()
+
+    return call
+
+
+def _nothing() -> None:
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The measured calls
+
+
+class Steps(list):
+    """Where a stream case puts the time between consecutive chunks, as the for loop receives them."""
+
+
+def openai_calls(
+    client: openai.OpenAI, steps: Steps, extra_headers: dict[str, str] | None = None
+) -> dict[str, Callable[[], None]]:
+    # Methods are looked up at each call: an instrumentation may patch the SDK's resource classes.
+    clock = time.perf_counter
+
+    def chat() -> None:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=extra_headers)
+
+    def stream() -> None:
+        last = None
+        append = steps.append
+        for _chunk in client.chat.completions.create(
+            model=MODEL,
+            messages=MESSAGES,
+            stream=True,
+            stream_options=STREAM_OPTIONS,
+            extra_headers=extra_headers,
+        ):
+            now = clock()
+            if last is not None:
+                append(now - last)
+            last = now
+
+    def embeddings() -> None:
+        client.embeddings.create(model=EMBEDDING_MODEL, input="a few words to embed")
+
+    return {"chat": chat, "stream": stream, "embeddings": embeddings}
+
+
+def in_process_client() -> openai.OpenAI:
+    http_client = httpx_module.Client(transport=httpx_module.MockTransport(_mock_handler))
+    return openai.OpenAI(
+        api_key=API_KEY, base_url=IN_PROCESS_BASE_URL, max_retries=0, http_client=http_client
+    )
+
+
+@dataclass
+class Case:
+    name: str
+    call: Callable[[], None]
+    on: Callable[[], None]
+    off: Callable[[], None]
+    spans_per_call: int = 1
+    chunks: int = 0
+    steps: Steps | None = None  # streams: the chunk steps of the calls
+    bare_call: Callable[[], None] | None = None  # the floor's bare variant is an empty call
+
+
+@dataclass
+class Result:
+    name: str
+    bare_us: float
+    instrumented_us: float
+    added_us: float
+    rounds: int
+    calls_per_round: int
+    chunks: int = 0
+    chunk_bare_us: float | None = None
+    chunk_instrumented_us: float | None = None
+    added_per_chunk_us: float | None = None
+    added_over_chunks_us: float | None = None  # added / chunks: the per-call part spread over the chunks
+    floor_us: float | None = None  # the floor timed in the same rounds
+    added_x_floor: float | None = None
+    bare_rounds_us: list[float] = field(default_factory=list)
+    instrumented_rounds_us: list[float] = field(default_factory=list)
+
+
+def _timed(call: Callable[[], None], calls: int) -> float:
+    """The median µs of the calls of one perf_counter loop."""
+    clock = time.perf_counter
+    durations = []
+    append = durations.append
+    for _ in repeat(None, calls):
+        start = clock()
+        call()
+        append(clock() - start)
+    return statistics.median(durations) * 1e6
+
+
+def _paired(bare: list[float], instrumented: list[float]) -> float:
+    return statistics.median(i - b for b, i in zip(bare, instrumented, strict=True))
+
+
+def measure(
+    case: Case, rounds: int, round_seconds: float, floor_call: Callable[[], None] | None = None
+) -> Result:
+    """Interleaved rounds of bare and instrumented calls; medians of rounds and of paired differences.
+
+    With `floor_call`, each round also times the floor, so that "x floor" compares figures taken
+    side by side even when the machine's speed drifts during the run.
+    """
+    bare_call = case.bare_call or case.call
+    floor_calls = 0
+    if floor_call is not None:
+        floor_calls = max(5, round(round_seconds / 10 / (_timed(floor_call, 20) / 1e6)))
+    case.on()
+    for _ in range(5):
+        case.call()  # imports, caches and the pricing lookup
+    per_call = _timed(case.call, 10)
+    calls = max(1, round(round_seconds / (per_call / 1e6)))
+    warmup = max(1, calls // 10)
+    case.off()
+    bare, instrumented, chunk_bare, chunk_instrumented, floors = [], [], [], [], []
+    state = False
+    for index in range(rounds):
+        for on in (False, True) if index % 2 == 0 else (True, False):
+            if on != state:
+                (case.on if on else case.off)()
+                state = on
+            call = case.call if on else bare_call
+            for _ in range(warmup):
+                call()
+            gc.collect()
+            if case.steps is not None:
+                case.steps.clear()
+            spans_before = exporter.count
+            (instrumented if on else bare).append(_timed(call, calls))
+            spans = exporter.count - spans_before
+            if case.steps is not None:
+                (chunk_instrumented if on else chunk_bare).append(statistics.median(case.steps) * 1e6)
+            expected = calls * case.spans_per_call if on else 0
+            if spans != expected:
+                case.off()
+                raise SystemExit(
+                    f"{case.name}: {spans} spans in a round of {calls} calls, expected {expected}"
+                )
+        if floor_call is not None:
+            floors.append(_timed(floor_call, floor_calls))
+    if state:
+        case.off()
+    result = Result(
+        name=case.name,
+        bare_us=statistics.median(bare),
+        instrumented_us=statistics.median(instrumented),
+        added_us=_paired(bare, instrumented),
+        rounds=rounds,
+        calls_per_round=calls,
+        chunks=case.chunks,
+        bare_rounds_us=[round(value, 3) for value in bare],
+        instrumented_rounds_us=[round(value, 3) for value in instrumented],
+    )
+    if floors:
+        result.floor_us = statistics.median(floors)
+        if case.spans_per_call:
+            result.added_x_floor = result.added_us / result.floor_us
+    if case.steps is not None:
+        result.chunk_bare_us = statistics.median(chunk_bare)
+        result.chunk_instrumented_us = statistics.median(chunk_instrumented)
+        result.added_per_chunk_us = _paired(chunk_bare, chunk_instrumented)
+        result.added_over_chunks_us = result.added_us / case.chunks
+    return result
+
+
+def check_priced(case: Case) -> None:
+    """One instrumented call must give a priced span: the benchmark measures the whole path."""
+    case.on()
+    try:
+        case.call()
+    finally:
+        case.off()
+    attributes = dict(exporter.last.attributes or {}) if exporter.last is not None else {}
+    if "gen_ai.usage.cost.amount" not in attributes:
+        raise SystemExit(f"{case.name}: the instrumented call's span has no cost: {attributes}")
+
+
+def openai_v2() -> tuple[Any, str | None]:
+    """The contrib OpenAI instrumentor, or None and why not."""
+    try:
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    except ModuleNotFoundError as error:
+        if error.name and error.name.startswith("opentelemetry.instrumentation.openai_v2"):
+            return None, "opentelemetry-instrumentation-openai-v2 is not installed"
+        return None, f"opentelemetry-instrumentation-openai-v2 is installed but not importable: {error}"
+    except Exception as error:
+        return None, f"opentelemetry-instrumentation-openai-v2 is installed but not importable: {error}"
+    return OpenAIInstrumentor, None
+
+
+def build_cases(server: LocalServer) -> tuple[Case, list[Case], list[Case], str | None]:
+    floor = Case("floor: SDK span + 4 records", _floor_call(), _nothing, _nothing, bare_call=_nothing)
+    steps, loopback_steps = Steps(), Steps()
+    in_process = openai_calls(in_process_client(), steps)
+    loopback_client = openai.OpenAI(api_key=API_KEY, base_url=server.base_url, max_retries=0)
+    loopback = openai_calls(loopback_client, loopback_steps, {"x-mock-chunks": str(CONTENT_CHUNKS)})
+    session = StubSession()
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    chat_body = {"model": MODEL, "messages": MESSAGES}
+    files_body = {"purpose": "batch"}
+
+    def requests_chat() -> None:
+        requests.post(f"{server.base_url}/chat/completions", json=chat_body, headers=headers)
+
+    def requests_files() -> None:
+        requests.post(f"{server.base_url}/files", json=files_body, headers=headers)
+
+    def stub_chat() -> None:
+        session.post(f"{STUB_BASE_URL}/chat/completions", json=chat_body, headers=headers)
+
+    def stub_files() -> None:
+        session.post(f"{STUB_BASE_URL}/files", json=files_body, headers=headers)
+
+    on, off = tokencost_on, tokencost_off
+    cases = [
+        Case("in-process chat", in_process["chat"], on, off),
+        Case("in-process stream", in_process["stream"], on, off, chunks=STREAM_CHUNKS, steps=steps),
+        Case("in-process embeddings", in_process["embeddings"], on, off),
+        Case("loopback chat", loopback["chat"], on, off),
+        Case("loopback stream", loopback["stream"], on, off, chunks=STREAM_CHUNKS, steps=loopback_steps),
+        Case("loopback embeddings", loopback["embeddings"], on, off),
+        Case("requests.post loopback chat", requests_chat, on, off),
+        Case("requests.post loopback non-LLM", requests_files, on, off, spans_per_call=0),
+        Case("requests wrapper alone, chat", stub_chat, on, off),
+        Case("requests wrapper alone, non-LLM", stub_files, on, off, spans_per_call=0),
+    ]
+    instrumentor, reason = openai_v2()
+    v2_cases = []
+    if instrumentor is not None:
+
+        def v2_on() -> None:
+            instrumentor().instrument(
+                tracer_provider=tracer_provider, meter_provider=meter_provider, skip_dep_check=True
+            )
+
+        def v2_off() -> None:
+            instrumentor().uninstrument()
+
+        v2_cases = [
+            Case("openai-v2 in-process chat", in_process["chat"], v2_on, v2_off),
+            Case(
+                "openai-v2 in-process stream",
+                in_process["stream"],
+                v2_on,
+                v2_off,
+                chunks=STREAM_CHUNKS,
+                steps=steps,
+            ),
+        ]
+    return floor, cases, v2_cases, reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory
+
+
+def rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak, in KB on Linux
+
+
+def memory(calls: int, traced_calls: int) -> dict[str, Any]:
+    """RSS growth over many instrumented calls (tracemalloc off), then the traced Python heap's."""
+    chat = openai_calls(in_process_client(), Steps())["chat"]
+    tokencost_on()
+    try:
+        if tracemalloc.is_tracing():
+            tracemalloc.stop()
+        spans_before = exporter.count
+        first = max(1, calls // 10)
+        for _ in repeat(None, first):
+            chat()
+        gc.collect()
+        rss_start = rss_mb()
+        for _ in repeat(None, calls - first):
+            chat()
+        gc.collect()
+        rss_end = rss_mb()
+        if exporter.count - spans_before != calls:
+            raise SystemExit(f"memory: {exporter.count - spans_before} spans for {calls} calls")
+        tracemalloc.start()
+        for _ in repeat(None, max(1, traced_calls // 10)):
+            chat()
+        gc.collect()
+        traced_start = tracemalloc.get_traced_memory()[0]
+        for _ in repeat(None, traced_calls - max(1, traced_calls // 10)):
+            chat()
+        gc.collect()
+        traced_end = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+    finally:
+        tokencost_off()
+    return {
+        "calls": calls,
+        "rss_after_10_percent_mb": round(rss_start, 2),
+        "rss_end_mb": round(rss_end, 2),
+        "rss_growth_mb": round(rss_end - rss_start, 2),
+        "traced_calls": traced_calls,
+        "traced_growth_kb": round((traced_end - traced_start) / 1024, 1),
+    }
+
+
+def _hold_and_drop() -> list[weakref.ref]:
+    """Weak references to what a few instrumented calls returned, after the calls returned."""
+    client = in_process_client()
+    session = StubSession()
+    held: list[weakref.ref] = []
+    for _ in range(5):
+        completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        held.append(weakref.ref(completion))
+        embedding = client.embeddings.create(model=EMBEDDING_MODEL, input="a few words to embed")
+        held.append(weakref.ref(embedding))
+        response = session.post(
+            f"{STUB_BASE_URL}/chat/completions", json={"model": MODEL, "messages": MESSAGES}
+        )
+        held.append(weakref.ref(response))
+        stream = client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options=STREAM_OPTIONS
+        )
+        held.append(weakref.ref(stream))
+        held.append(weakref.ref(stream.response))
+        held.append(weakref.ref(getattr(stream, "__wrapped__", stream)))
+        for _chunk in stream:
+            pass
+        # Dropped unfinished: the span must end and nothing may stay behind.
+        abandoned = client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options=STREAM_OPTIONS
+        )
+        next(iter(abandoned))
+        held.append(weakref.ref(abandoned))
+        held.append(weakref.ref(abandoned.response))
+        del completion, embedding, response, stream, abandoned, _chunk
+    return held
+
+
+def released() -> dict[str, Any]:
+    """Whether responses and streams die once the app drops them; bare first, for comparison."""
+    gc.collect()
+    bare_held = _hold_and_drop()
+    bare_alive = sum(ref() is not None for ref in bare_held)
+    gc.collect()
+    tokencost_on()
+    try:
+        spans_before = exporter.count
+        held = _hold_and_drop()
+        alive_without_gc = sum(ref() is not None for ref in held)
+        gc.collect()
+        alive = sum(ref() is not None for ref in held)
+        spans = exporter.count - spans_before
+    finally:
+        tokencost_off()
+    return {
+        "objects": len(held),
+        "alive_after_return": alive_without_gc,
+        "alive_after_return_bare": bare_alive,
+        "alive_after_gc": alive,
+        "spans": spans,
+        "expected_spans": 25,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Import time
+
+
+def _import_ms(code: str, env: dict[str, str]) -> float:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    for line in reversed(done.stderr.splitlines()):
+        parts = line.split("|")
+        if len(parts) == 3 and parts[2].strip() == "otel_tokencost":
+            return int(parts[1].strip()) / 1000
+    raise SystemExit(f"no import time for otel_tokencost in:\n{done.stderr[-2000:]}")
+
+
+def import_time(runs: int) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run(
+        [sys.executable, "-c", "import openai, otel_tokencost, otel_tokencost.instrumentation.openai"],
+        env=env,
+        check=True,
+    )  # writes the .pyc files
+    alone = [_import_ms("import otel_tokencost", env) for _ in range(runs)]
+    after_openai = [_import_ms("import openai; import otel_tokencost", env) for _ in range(runs)]
+    return {
+        "runs": runs,
+        "otel_tokencost_ms": round(statistics.median(alone), 2),
+        "otel_tokencost_after_openai_ms": round(statistics.median(after_openai), 2),
+        "otel_tokencost_runs_ms": alone,
+        "otel_tokencost_after_openai_runs_ms": after_openai,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "openai": openai.__version__,
+        "opentelemetry_sdk": importlib.metadata.version("opentelemetry-sdk"),
+        "otel_tokencost": otel_tokencost.__version__,
+    }
+
+
+def _cell(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(floor: Result, results: list[Result]) -> str:
+    rows = [("case", "bare µs", "instr µs", "added µs", "per chunk", "x floor")]
+    for result in [floor, *results]:
+        rows.append(
+            (
+                result.name,
+                _cell(result.bare_us),
+                _cell(result.instrumented_us),
+                _cell(result.added_us),
+                _cell(result.added_per_chunk_us, 2),
+                _cell(result.added_x_floor, 2),
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells))
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+@dataclass
+class Guard:
+    name: str
+    value: float
+    limit: float
+
+    @property
+    def ok(self) -> bool:
+        return self.value <= self.limit
+
+
+def guards(
+    by_name: dict[str, Result], mem: dict[str, Any], imports: dict[str, Any], refs: dict
+) -> list[Guard]:
+    chat, embeddings = by_name["in-process chat"], by_name["in-process embeddings"]
+    return [
+        Guard("in-process chat added, in floors", chat.added_x_floor or 0.0, GUARD_ADDED_X_FLOOR),
+        Guard("in-process embeddings added, in floors", embeddings.added_x_floor or 0.0, GUARD_ADDED_X_FLOOR),
+        Guard(
+            "in-process stream added µs per chunk",
+            by_name["in-process stream"].added_per_chunk_us or 0.0,
+            GUARD_US_PER_CHUNK,
+        ),
+        Guard(
+            "requests non-LLM wrapper added µs",
+            by_name["requests wrapper alone, non-LLM"].added_us,
+            GUARD_NON_LLM_US,
+        ),
+        Guard("RSS growth MB", mem["rss_growth_mb"], GUARD_MEMORY_MB),
+        Guard("import otel_tokencost ms", imports["otel_tokencost_ms"], GUARD_IMPORT_MS),
+        Guard("responses alive after return and gc", refs["alive_after_gc"], 0),
+        Guard("missing spans of the released calls", refs["expected_spans"] - refs["spans"], 0),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and calls (CI)")
+    parser.add_argument("--json", metavar="PATH", help="write every number to PATH")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a regression guard fails")
+    options = parser.parse_args(argv)
+    rounds, round_seconds = (21, 0.03) if options.quick else (41, 0.08)
+    memory_calls, traced_calls = (20_000, 1_000) if options.quick else (100_000, 3_000)
+    import_runs = 5 if options.quick else 9
+    started = time.perf_counter()
+
+    info = machine()
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, openai {info['openai']}, "
+        f"opentelemetry-sdk {info['opentelemetry_sdk']}, otel_tokencost {info['otel_tokencost']}",
+        flush=True,
+    )
+    with LocalServer() as server:
+        floor_case, cases, v2_cases, v2_reason = build_cases(server)
+        for case in cases[:3]:
+            check_priced(case)
+        gc.collect()
+        gc.freeze()  # the modules' objects: each round's gc.collect() then only walks what the calls made
+        floor = measure(floor_case, rounds, round_seconds)
+        floor.added_x_floor = 1.0
+        results = []
+        for case in cases + v2_cases:
+            results.append(measure(case, rounds, round_seconds, floor_case.call))
+            print(f"  measured {case.name}", file=sys.stderr, flush=True)
+    print()
+    print(table(floor, results))
+    print(
+        "per chunk: median step between two chunks, instrumented minus bare "
+        f"({STREAM_CHUNKS} chunks per stream; the per-call part is in 'added'); "
+        "x floor: added / the floor timed in the same rounds"
+    )
+    if v2_reason:
+        print(f"openai-v2 comparison skipped: {v2_reason}")
+
+    refs = released()
+    print(
+        f"\nreferences: {refs['alive_after_gc']} of {refs['objects']} responses/streams alive after gc "
+        f"({refs['alive_after_return']} before gc, {refs['alive_after_return_bare']} uninstrumented), "
+        f"{refs['spans']}/{refs['expected_spans']} spans"
+    )
+    mem = memory(memory_calls, traced_calls)
+    print(
+        f"memory: {mem['calls']} instrumented in-process chat calls (tracemalloc off): RSS "
+        f"{mem['rss_after_10_percent_mb']:.1f} MB after 10%, {mem['rss_end_mb']:.1f} MB at the end, "
+        f"growth {mem['rss_growth_mb']:.2f} MB; traced heap growth over {mem['traced_calls']} calls "
+        f"{mem['traced_growth_kb']:.1f} KB"
+    )
+    imports = import_time(import_runs)
+    print(
+        f"import otel_tokencost: {imports['otel_tokencost_ms']:.1f} ms alone, "
+        f"{imports['otel_tokencost_after_openai_ms']:.1f} ms after openai (median of {imports['runs']})"
+    )
+
+    by_name = {result.name: result for result in results}
+    checks = guards(by_name, mem, imports, refs)
+    print("\nguards:")
+    for guard in checks:
+        print(f"  {'ok  ' if guard.ok else 'FAIL'} {guard.name}: {guard.value:.2f} (limit {guard.limit:.2f})")
+    elapsed = time.perf_counter() - started
+    print(f"\n{'quick' if options.quick else 'full'} run: {elapsed:.0f} s")
+
+    if options.json:
+        document = {
+            "machine": info,
+            "quick": options.quick,
+            "floor": asdict(floor),
+            "cases": {result.name: asdict(result) for result in results},
+            "openai_v2": {"available": v2_reason is None, "reason": v2_reason},
+            "references": refs,
+            "memory": mem,
+            "import": imports,
+            "guards": [{**asdict(guard), "ok": guard.ok} for guard in checks],
+            "seconds": round(elapsed, 1),
+        }
+        Path(options.json).write_text(json.dumps(document, indent=2) + "\n")
+    if options.check and not all(guard.ok for guard in checks):
+        print("regression guard failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The overhead benchmark's quick run passes its regression guards and reports every case."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+CASES = (
+    "in-process chat",
+    "in-process stream",
+    "in-process embeddings",
+    "loopback chat",
+    "loopback stream",
+    "loopback embeddings",
+    "requests.post loopback chat",
+    "requests.post loopback non-LLM",
+    "requests wrapper alone, chat",
+    "requests wrapper alone, non-LLM",
+)
+STREAMS = ("in-process stream", "loopback stream")
+# Calls the instrumentation measures in memory, where what it adds stands well above the noise.
+PRECISE = ("in-process chat", "in-process stream", "in-process embeddings", "requests wrapper alone, chat")
+
+
+def test_quick_benchmark_passes_its_guards(tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--check", "--json", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    data = json.loads(report.read_text())
+
+    floor = data["floor"]
+    assert floor["instrumented_us"] > 0 and floor["added_us"] > 0
+    cases = data["cases"]
+    assert set(CASES) <= set(cases)
+    for name in CASES:
+        case = cases[name]
+        assert case["bare_us"] > 0 and case["instrumented_us"] > 0, name
+        assert math.isfinite(case["added_us"]), name
+        assert case["rounds"] > 0 and case["calls_per_round"] > 0, name
+    for name in PRECISE:
+        assert cases[name]["added_us"] > 0 and cases[name]["added_x_floor"] > 0, name
+    for name in STREAMS:
+        assert cases[name]["chunks"] > 0, name
+        assert cases[name]["chunk_bare_us"] > 0 and cases[name]["chunk_instrumented_us"] > 0, name
+    assert math.isfinite(cases["in-process stream"]["added_per_chunk_us"])
+
+    v2 = data["openai_v2"]
+    if v2["available"]:
+        for name in ("openai-v2 in-process chat", "openai-v2 in-process stream"):
+            assert cases[name]["bare_us"] > 0 and cases[name]["instrumented_us"] > 0, name
+    else:
+        assert v2["reason"]
+
+    memory = data["memory"]
+    assert memory["calls"] > 0 and memory["rss_after_10_percent_mb"] > 0 and memory["rss_end_mb"] > 0
+    assert data["references"]["objects"] > 0 and data["references"]["alive_after_gc"] == 0
+    imports = data["import"]
+    assert imports["otel_tokencost_ms"] > 0 and imports["otel_tokencost_after_openai_ms"] > 0
+    assert data["guards"] and all(guard["ok"] for guard in data["guards"])
+    assert data["machine"]["cpu"] and data["machine"]["cores"] > 0
