@@ -216,17 +216,18 @@ def _read_response(outcome: Outcome, body: Any) -> None:
 
 def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
     """Read one Chat Completions / Completions chunk; True when it is the usage-only chunk."""
+    chunk = fields(chunk)
     if not outcome.response_model:  # Azure's first chunk (content filter results) may have no model
-        outcome.response_model = get(chunk, "model")
-        outcome.response_id = get(chunk, "id")
+        outcome.response_model = chunk.get("model")
+        outcome.response_id = chunk.get("id")
     outcome.chunks += 1
-    choices = get(chunk, "choices")
+    choices = chunk.get("choices")
     finished = _finish_reasons(outcome, choices) if choices else False
-    usage = get(chunk, "usage")
+    usage = chunk.get("usage")
     if usage is None:
         if not finished:
             return False
-        extra = get(chunk, "x_groq")  # Groq: usage in the finishing chunk's x_groq
+        extra = chunk.get("x_groq")  # Groq: usage in the finishing chunk's x_groq
         usage = get(extra, "usage") if extra is not None else None
         if usage is None:
             return False
