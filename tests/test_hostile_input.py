@@ -9,11 +9,12 @@ import tracemalloc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_tokencost.engine import Call, Telemetry
+from otel_tokencost.engine import Call
 from otel_tokencost.operations import CHAT_COMPLETIONS, MAX_FINISH_REASONS, RESPONSES, Outcome, parse_usage
 from otel_tokencost.pricing import Pricer, PricesFileError, Usage, load
 from otel_tokencost.providers import endpoint_for
 from otel_tokencost.sse import MAX_LINE, SSEObserver
+from otel_tokencost.telemetry import Telemetry
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),

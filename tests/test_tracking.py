@@ -17,8 +17,8 @@ from opentelemetry.trace import StatusCode
 
 from otel_tokencost import Budget, BudgetExceededError, OpenAIInstrumentor, RequestsInstrumentor, names, track
 from otel_tokencost.budgets import Budgets
-from otel_tokencost.engine import Telemetry
 from otel_tokencost.pricing import Pricer
+from otel_tokencost.telemetry import Telemetry
 
 from conftest import genai_cost
 

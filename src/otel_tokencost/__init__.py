@@ -53,7 +53,7 @@ def instrument(
     budgets: Sequence[Budget] = (),
 ) -> None:
     """Instrument every supported client library that is importable; calling it again changes nothing."""
-    from .engine import Telemetry
+    from .telemetry import Telemetry
 
     with _lock:
         if _active:

@@ -17,11 +17,12 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
 from ..budgets import BudgetExceededError
-from ..engine import Call, Telemetry, current_call, report_internal_error
+from ..engine import Call, current_call, report_internal_error
 from ..operations import Operation, operation_for
 from ..package import _instruments_openai
 from ..providers import Endpoint
 from ..stream import AsyncStreamProxy, StreamProxy
+from ..telemetry import Telemetry
 
 STREAM_USAGE_ENV = "OTEL_TOKENCOST_STREAM_USAGE"
 

@@ -18,10 +18,11 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
 from ..budgets import BudgetExceededError
-from ..engine import Call, Telemetry, report_internal_error
+from ..engine import Call, report_internal_error
 from ..operations import CHAT_COMPLETIONS, Operation, operation_for
 from ..package import _instruments_requests
 from ..sse import SSEObserver
+from ..telemetry import Telemetry
 
 PATHS_ENV = "OTEL_TOKENCOST_REQUESTS_PATHS"
 STANDARD_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses")

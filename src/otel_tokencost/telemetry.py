@@ -1,0 +1,139 @@
+"""Telemetry: what `instrument()` builds once and every call shares (tracer, instruments, pricer,
+budgets, settings), and where a transport starts a call."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.metrics import Meter, get_meter
+from opentelemetry.trace import Tracer
+
+from . import names
+from .budgets import Budget, Budgets
+from .engine import IN_CALL, Call
+from .instruments import Instruments
+from .operations import Operation
+from .pricing import Pricer, PricesFileError, load
+from .providers import Endpoint, endpoint_for
+from .tracking import current
+from .version import __version__
+
+logger = logging.getLogger(__name__)
+BAGGAGE_KEY_ENV = "OTEL_TOKENCOST_TRACKING_BAGGAGE_KEY"
+MAX_TRACKING_IDS_ENV = "OTEL_TOKENCOST_MAX_TRACKING_IDS"
+OTHER_TRACKING_ID = "_other"
+
+
+class Telemetry:
+    """Tracer, instruments, pricer, budgets and settings, built once by `instrument()`."""
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        meter: Meter,
+        pricer: Pricer,
+        capture_content: bool = False,
+        budgets: Budgets | None = None,
+        baggage_key: str | None = None,
+        max_tracking_ids: int = 1000,
+    ) -> None:
+        self.tracer = tracer
+        self.instruments = Instruments.create(meter)
+        self.pricer = pricer
+        self.capture_content = capture_content
+        self.budgets = budgets or Budgets()
+        self.baggage_key = baggage_key
+        self.max_tracking_ids = max_tracking_ids
+        self._tracking_ids: set[str] = set()
+
+    @classmethod
+    def from_config(
+        cls,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        prices: str | None = None,
+        budgets: Sequence[Budget] = (),
+    ) -> Telemetry:
+        tracer = trace.get_tracer(names.SCOPE, __version__, tracer_provider)
+        meter = get_meter(names.SCOPE, __version__, meter_provider)
+        capture = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").lower() == "true"
+        return cls(
+            tracer,
+            meter,
+            Pricer(_load_prices(prices)),
+            capture,
+            Budgets(budgets),
+            os.environ.get(BAGGAGE_KEY_ENV) or None,
+            _positive_int(os.environ.get(MAX_TRACKING_IDS_ENV), 1000),
+        )
+
+    @classmethod
+    def for_instrumentor(cls, kwargs: Mapping[str, Any]) -> Telemetry:
+        """The engine an instrumentor's `instrument(**kwargs)` asks for: given, or built from its options."""
+        telemetry = kwargs.get("telemetry")
+        if telemetry is not None:
+            return telemetry
+        return cls.from_config(
+            kwargs.get("tracer_provider"),
+            kwargs.get("meter_provider"),
+            kwargs.get("prices"),
+            kwargs.get("budgets", ()),
+        )
+
+    def endpoint(self, base_url: str) -> Endpoint:
+        """What a base URL tells (provider name, server address), the prices file included."""
+        return endpoint_for(base_url, self.pricer.provider_name(base_url))
+
+    def start(self, endpoint: Endpoint, operation: Operation, body: Mapping[str, Any]) -> Call | None:
+        """Start the span of one call; None when suppressed, or inside a call already being measured.
+
+        Raises BudgetExceededError (after ending the call's span) when a budget refuses the call.
+        """
+        if not is_instrumentation_enabled() or context_api.get_value(IN_CALL) is not None:
+            return None
+        call = Call(self, endpoint, operation, body, current(self.baggage_key))
+        if self.budgets:
+            call.check_budgets()
+        return call
+
+    def metric_tracking_id(self, tracking_id: str) -> str:
+        """The tracking id as a metric attribute: past the cap of distinct ids, `_other`."""
+        ids = self._tracking_ids
+        if tracking_id in ids:
+            return tracking_id
+        if len(ids) < self.max_tracking_ids:
+            ids.add(tracking_id)
+            return tracking_id
+        if OTHER_TRACKING_ID not in ids:
+            ids.add(OTHER_TRACKING_ID)
+            logger.warning(
+                "otel_tokencost: more than %d tracking ids; metrics count the rest as %r (spans keep them)",
+                self.max_tracking_ids,
+                OTHER_TRACKING_ID,
+            )
+        return OTHER_TRACKING_ID
+
+
+def _positive_int(value: str | None, default: int) -> int:
+    try:
+        number = int(value) if value else default
+    except ValueError:
+        number = default
+    return number if number > 0 else default
+
+
+def _load_prices(path: str | None) -> list:
+    path = path or os.environ.get("OTEL_TOKENCOST_PRICES")
+    if not path:
+        return []
+    try:
+        return load(path)
+    except PricesFileError as error:
+        logger.error("otel_tokencost: prices file ignored: %s", error)
+        return []
