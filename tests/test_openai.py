@@ -725,3 +725,12 @@ def test_litellm_proxy_cost_header(instrumented, client, stream) -> None:
         0.0042,
         "provider",
     )
+
+
+def test_instrument_leaves_an_existing_instrumentation_to_its_owner(instrumented, client) -> None:
+    import otel_tokencost
+
+    otel_tokencost.instrument()  # the fixture's instrumentor is already in place
+    otel_tokencost.uninstrument()  # and this must not remove it
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert len(instrumented.spans()) == 1

@@ -62,6 +62,8 @@ def instrument(
         for name, (_, library) in _INSTRUMENTORS.items():
             if importlib.util.find_spec(library) is not None:
                 instrumentor = __getattr__(name)()
+                if instrumentor.is_instrumented_by_opentelemetry:
+                    continue  # already done (by opentelemetry-instrument, say): leave it to its owner
                 instrumentor.instrument(telemetry=telemetry, skip_dep_check=True)
                 _active.append(instrumentor)
 
