@@ -6,6 +6,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from . import genai
@@ -20,8 +21,7 @@ MODEL_ONLY = "genai-prices:model-only"
 MAX_CACHED = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
+class Cost(NamedTuple):
     """A priced call: `usd` always in USD; `billed` and `currency` as the price source states them."""
 
     usd: Decimal

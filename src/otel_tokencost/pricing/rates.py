@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 MTOK = Decimal(1_000_000)
 KCOUNT = Decimal(1_000)
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Tokens one call used; cache and reasoning counts are subsets of input and output."""
+class Usage(NamedTuple):
+    """Tokens one call used; cache and reasoning counts are subsets of input and output.
+
+    A NamedTuple rather than a frozen dataclass: one is built per call, and it is twice as fast to make.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
