@@ -292,6 +292,23 @@ def test_users_own_exception_inside_the_stream_loop(telemetry, server) -> None:
     assert telemetry.span().end_time is not None
 
 
+def test_users_own_exception_inside_a_requests_stream_loop(telemetry, server) -> None:
+    def action() -> None:
+        body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+        with requests.post(
+            f"{server.base_url}/chat/completions", json=body, stream=True, timeout=10
+        ) as response:
+            for index, _ in enumerate(response.iter_lines()):
+                if index == 2:
+                    raise Boom("the app's own bug")
+
+    assert same_outcome(telemetry, action) == ("raised", Boom, "the app's own bug")
+    span = telemetry.span()
+    assert (
+        span.end_time is not None and names.ERROR_TYPE not in span.attributes
+    )  # the app's bug, not the call's
+
+
 def test_asyncio_cancellation_mid_stream(telemetry, server) -> None:
     async def consume() -> int:
         async with openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
