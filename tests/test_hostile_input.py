@@ -125,7 +125,7 @@ def test_a_million_finishing_chunks_keep_a_bounded_list() -> None:
     chunk = {"model": "m", "choices": [{"index": 0, "finish_reason": "stop"}]}
     for _ in range(1_000_000):
         CHAT_COMPLETIONS.read_chunk(outcome, chunk)
-    assert outcome.chunks == 1_000_000 and len(outcome.finish_reasons) == MAX_FINISH_REASONS
+    assert len(outcome.finish_reasons) == MAX_FINISH_REASONS
 
 
 prices_shaped = st.fixed_dictionaries(

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from . import names
 from .operations import Outcome, get
 
 MAX_CHARS = 16_384
@@ -55,10 +56,10 @@ def input_attributes(body: Mapping[str, Any]) -> dict[str, str]:
     attributes = {}
     messages = list(_messages(body))
     if messages:
-        attributes["gen_ai.input.messages"] = _capped(messages)
+        attributes[names.INPUT_MESSAGES] = _capped(messages)
     instructions = body.get("instructions")
     if isinstance(instructions, str):
-        attributes["gen_ai.system_instructions"] = _capped(_text_parts(instructions))
+        attributes[names.SYSTEM_INSTRUCTIONS] = _capped(_text_parts(instructions))
     return attributes
 
 
@@ -100,4 +101,4 @@ def output_attributes(outcome: Outcome) -> dict[str, str]:
     message = {"role": "assistant", "parts": _text_parts("".join(outcome.texts))}
     if outcome.finish_reasons:
         message["finish_reason"] = outcome.finish_reasons[0]
-    return {"gen_ai.output.messages": _capped([message])}
+    return {names.OUTPUT_MESSAGES: _capped([message])}

@@ -24,6 +24,7 @@ USAGE_COST_CURRENCY = "gen_ai.usage.cost.currency"
 TOKEN_TYPE = gen_ai.GEN_AI_TOKEN_TYPE
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
 OPENAI_API_TYPE = "openai.api.type"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"

@@ -128,7 +128,6 @@ class Outcome:
     response_id: str | None = None
     finish_reasons: list[str] = field(default_factory=list)
     usage: Usage | None = None
-    chunks: int = 0
     texts: list[str] | None = None  # only when message content is captured
     reported_cost: Decimal | None = None  # what the provider says the call cost (OpenRouter, LiteLLM)
 
@@ -220,7 +219,6 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
     if not outcome.response_model:  # Azure's first chunk (content filter results) may have no model
         outcome.response_model = chunk.get("model")
         outcome.response_id = chunk.get("id")
-    outcome.chunks += 1
     choices = chunk.get("choices")
     finished = _finish_reasons(outcome, choices) if choices else False
     usage = chunk.get("usage")
@@ -237,7 +235,6 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
 
 def _read_response_event(outcome: Outcome, event: Any) -> bool:
     """Read one Responses API stream event (never hidden: Responses always reports usage)."""
-    outcome.chunks += 1
     if get(event, "type") in RESPONSE_EVENTS_WITH_BODY:
         _read_response(outcome, get(event, "response"))
     return False
