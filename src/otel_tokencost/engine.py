@@ -38,6 +38,7 @@ REQUEST_PARAMS = (
     ("top_p", names.REQUEST_TOP_P),
 )
 STRICT_ENV = "OTEL_TOKENCOST_STRICT"
+MAX_ATTRIBUTE_SETS = 2048
 IN_CALL = context_api.create_key("otel_tokencost.in_call")  # the Call being measured
 LITELLM_COST_HEADER = "x-litellm-response-cost"
 
@@ -223,23 +224,9 @@ class Call:
 
     def _finish(self, duration: float, error_type: str | None) -> None:
         span, outcome, instruments = self.span, self.outcome, self.telemetry.instruments
-        metric_attributes = {
-            names.OPERATION_NAME: self.operation.name,
-            names.PROVIDER_NAME: self.endpoint.provider,
-            names.SERVER_ADDRESS: self.endpoint.address,
-        }
-        if self.request_model:
-            metric_attributes[names.REQUEST_MODEL] = self.request_model
-        if outcome.response_model:
-            metric_attributes[names.RESPONSE_MODEL] = outcome.response_model
         if error_type:
-            metric_attributes[names.ERROR_TYPE] = error_type
             span.set_status(Status(StatusCode.ERROR))
-        tracking = self.tracking
-        if tracking is not None:
-            metric_attributes.update(tracking.attributes)
-            if tracking.tracking_id is not None:
-                metric_attributes[names.TRACKING_ID] = self.telemetry.metric_tracking_id(tracking.tracking_id)
+        metric_attributes, input_attributes, output_attributes = self._metric_attributes(error_type)
         attributes = self._response_attributes(error_type)
         context = self._context or trace.set_span_in_context(span)  # the span's context, for exemplars
         instruments.duration.record(duration, metric_attributes, context=context)
@@ -250,17 +237,59 @@ class Call:
         usage = outcome.usage
         cost = None
         if usage is not None:
-            token_usage = instruments.token_usage
-            token_usage.record(usage.input_tokens, {**metric_attributes, names.TOKEN_TYPE: "input"}, context)
-            token_usage.record(
-                usage.output_tokens, {**metric_attributes, names.TOKEN_TYPE: "output"}, context
-            )
+            instruments.token_usage.record(usage.input_tokens, input_attributes, context)
+            instruments.token_usage.record(usage.output_tokens, output_attributes, context)
             cost = self._price(usage, attributes)
             if cost is not None:
                 instruments.cost.record(float(cost), metric_attributes, context=context)
         span.set_attributes(attributes)
         span.end()
         self._count_spend(usage, cost)
+
+    def _metric_attributes(self, error_type: str | None) -> tuple[dict, dict, dict]:
+        """The call's metric attribute sets (all, input tokens, output tokens), built once per kind of
+        call and reused: a service makes the same few kinds of call over and over."""
+        tracking = self.tracking
+        tracking_id = tracking_key = None
+        if tracking is not None:
+            tracking_key = tracking.attributes_key
+            if tracking.tracking_id is not None:
+                tracking_id = self.telemetry.metric_tracking_id(tracking.tracking_id)
+        response_model = self.outcome.response_model
+        key = (
+            self.operation.name,
+            self.endpoint.base_url,
+            self.request_model,
+            response_model,
+            error_type,
+            tracking_id,
+            tracking_key,
+        )
+        cache = self.telemetry.metric_attribute_sets
+        sets = cache.get(key) if tracking is None or tracking_key is not None else None
+        if sets is not None:
+            return sets
+        base = {
+            names.OPERATION_NAME: self.operation.name,
+            names.PROVIDER_NAME: self.endpoint.provider,
+            names.SERVER_ADDRESS: self.endpoint.address,
+        }
+        if self.request_model:
+            base[names.REQUEST_MODEL] = self.request_model
+        if response_model:
+            base[names.RESPONSE_MODEL] = response_model
+        if error_type:
+            base[names.ERROR_TYPE] = error_type
+        if tracking is not None:
+            base.update(tracking.attributes)
+            if tracking_id is not None:
+                base[names.TRACKING_ID] = tracking_id
+        sets = (base, {**base, names.TOKEN_TYPE: "input"}, {**base, names.TOKEN_TYPE: "output"})
+        if tracking is None or tracking_key is not None:
+            if len(cache) >= MAX_ATTRIBUTE_SETS:
+                cache.clear()  # many distinct models or ids: start over rather than grow
+            cache[key] = sets
+        return sets
 
     def _count_spend(self, usage: Any, cost: Decimal | None) -> None:
         """Add the call to every enclosing `track()` block's Spend and to the budgets."""

@@ -51,6 +51,7 @@ class Telemetry:
         self.baggage_key = baggage_key
         self.max_tracking_ids = max_tracking_ids
         self._tracking_ids: set[str] = set()
+        self.metric_attribute_sets: dict[tuple, tuple[dict, dict, dict]] = {}
 
     @classmethod
     def from_config(

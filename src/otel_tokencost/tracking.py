@@ -59,6 +59,16 @@ class Tracking:
     attributes: Mapping[str, Any]
     spends: tuple[Spend, ...]
 
+    @property
+    def attributes_key(self) -> tuple | None:
+        """The attributes as a hashable key (None when a value cannot be hashed, a list say)."""
+        key = tuple(self.attributes.items())
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
 
 def current(baggage_key: str | None = None) -> Tracking | None:
     """The tracking in the current context; else, with `baggage_key`, a tracking id from W3C baggage."""
