@@ -175,3 +175,14 @@ def test_prices_file_loader_takes_any_toml_text(tmp_path_factory, text) -> None:
         assert error.problems and str(path) in str(error)
         return
     assert providers and all(provider.match for provider in providers)
+
+
+def test_metric_attribute_sets_stay_bounded_with_endless_model_names() -> None:
+    from otel_tokencost.engine import MAX_ATTRIBUTE_SETS
+
+    telemetry = FakeTelemetry()
+    endpoint = endpoint_for("http://127.0.0.1:1/v1")
+    for index in range(MAX_ATTRIBUTE_SETS + 500):
+        call = Call(telemetry, endpoint, CHAT_COMPLETIONS, {"model": f"model-{index}"})
+        call.end()
+    assert 0 < len(telemetry.metric_attribute_sets) <= MAX_ATTRIBUTE_SETS

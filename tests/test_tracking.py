@@ -323,3 +323,12 @@ def test_budgets_are_safe_under_threads(budgeted, client) -> None:
     with pytest.raises(BudgetExceededError) as refused:
         chat(client)
     assert refused.value.spent == limit
+
+
+def test_unhashable_track_attributes_still_reach_the_metrics(instrumented, client) -> None:
+    with track(tracking_id="tagged", attributes={"app.tags": ["a", "b"]}):
+        chat(client)
+        chat(client)
+    (point,) = instrumented.points(names.METRIC_COST)
+    assert point.count == 2 and tuple(point.attributes["app.tags"]) == ("a", "b")
+    assert tuple(instrumented.spans()[0].attributes["app.tags"]) == ("a", "b")
