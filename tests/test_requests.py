@@ -347,39 +347,28 @@ def test_no_secret_in_telemetry(traced, server) -> None:
     assert API_KEY not in text and "pw" not in text and "Bearer" not in text
 
 
-def test_beside_the_requests_http_instrumentation(telemetry, server) -> None:
+@pytest.mark.parametrize(
+    "http_first", [True, False], ids=["http-instrumented-first", "http-instrumented-last"]
+)
+def test_beside_the_requests_http_instrumentation(telemetry, server, http_first: bool) -> None:
+    """The HTTP span nests under the GenAI span whichever instrumentation was applied first."""
     from opentelemetry.instrumentation.requests import RequestsInstrumentor as HTTPInstrumentor
 
-    HTTPInstrumentor().instrument(tracer_provider=telemetry.tracer_provider)
-    RequestsInstrumentor().instrument(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-    )
+    ours = RequestsInstrumentor()
+    order = [HTTPInstrumentor(), ours] if http_first else [ours, HTTPInstrumentor()]
+    for instrumentor in order:
+        instrumentor.instrument(
+            tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        )
     try:
         post(server, "/chat/completions", chat_body())
     finally:
-        RequestsInstrumentor().uninstrument()
-        HTTPInstrumentor().uninstrument()
-    http, genai = sorted(telemetry.spans(), key=lambda span: span.name == "chat gpt-4o-mini")
-    assert genai.name == "chat gpt-4o-mini" and http.name == "POST"
-    assert http.parent.span_id == genai.context.span_id
-    assert http.context.trace_id == genai.context.trace_id
-
-
-def test_http_instrumentation_applied_last_still_nests(telemetry, server) -> None:
-    from opentelemetry.instrumentation.requests import RequestsInstrumentor as HTTPInstrumentor
-
-    RequestsInstrumentor().instrument(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-    )
-    HTTPInstrumentor().instrument(tracer_provider=telemetry.tracer_provider)
-    try:
-        post(server, "/chat/completions", chat_body())
-    finally:
-        HTTPInstrumentor().uninstrument()
-        RequestsInstrumentor().uninstrument()
+        for instrumentor in reversed(order):
+            instrumentor.uninstrument()
     http, genai = sorted(telemetry.spans(), key=lambda span: span.name == "chat gpt-4o-mini")
     assert (http.name, genai.name) == ("POST", "chat gpt-4o-mini")
     assert http.parent.span_id == genai.context.span_id
+    assert http.context.trace_id == genai.context.trace_id
 
 
 def test_prepared_request_sent_directly(traced, server) -> None:

@@ -58,16 +58,16 @@ class Tracking:
     tracking_id: str | None
     attributes: Mapping[str, Any]
     spends: tuple[Spend, ...]
+    attributes_key: tuple | None = ()  # the attributes, hashable; None when a value is not (a list)
 
-    @property
-    def attributes_key(self) -> tuple | None:
-        """The attributes as a hashable key (None when a value cannot be hashed, a list say)."""
-        key = tuple(self.attributes.items())
-        try:
-            hash(key)
-        except TypeError:
-            return None
-        return key
+
+def _attributes_key(attributes: Mapping[str, Any]) -> tuple | None:
+    key = tuple(attributes.items())
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def current(baggage_key: str | None = None) -> Tracking | None:
@@ -95,12 +95,14 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
         outer = context_api.get_value(_TRACKING)
         spend = Spend()
         if outer is None:
-            tracking = Tracking(self.tracking_id, self.attributes, (spend,))
+            tracking = Tracking(self.tracking_id, self.attributes, (spend,), _attributes_key(self.attributes))
         else:
+            attributes = {**outer.attributes, **self.attributes}
             tracking = Tracking(
                 self.tracking_id if self.tracking_id is not None else outer.tracking_id,
-                {**outer.attributes, **self.attributes},
+                attributes,
                 (*outer.spends, spend),
+                _attributes_key(attributes),
             )
         self._tokens.append(context_api.attach(context_api.set_value(_TRACKING, tracking)))
         return spend
