@@ -14,10 +14,14 @@ between two chunks, instrumented minus bare, by the same rounds. It is what each
 per-call part (span, metrics, pricing) is in "added" and in the non-streaming cases.
 
 The floor is what the OpenTelemetry SDK itself charges for what one call emits (a span with 15
-attributes and four histogram records with 6 attributes each), measured the same way (its bare variant
-is an empty call). "x floor" says how many floors a case adds; each round of a case also times the floor,
-and the case is divided by that one, so that a machine whose speed drifts during the run does not skew
-the ratio. Spans go through a SimpleSpanProcessor to an exporter that drops them; metrics go to an
+attributes and four histogram records with 6 attributes each). It is timed two ways in each round of a
+case, so that a machine whose speed drifts during the run does not skew the ratios:
+- in place: a third variant runs the bare call followed by that SDK work, and the floor is its
+  difference from the bare call. This is what the work costs where an instrumentation does it, after
+  the SDK's own call has filled the caches with other things; "x floor" divides by it.
+- hot: the same work alone in a tight loop (the first row), where everything stays cached. It is about
+  half the floor in place; "x hot floor" divides by it.
+Spans go through a SimpleSpanProcessor to an exporter that drops them; metrics go to an
 InMemoryMetricReader.
 
 Then: whether responses and streams are released once the app drops them (weak references), RSS over
@@ -381,10 +385,15 @@ class Result:
     chunk_instrumented_us: float | None = None
     added_per_chunk_us: float | None = None
     added_over_chunks_us: float | None = None  # added / chunks: the per-call part spread over the chunks
-    floor_us: float | None = None  # the floor timed in the same rounds
-    added_x_floor: float | None = None
+    floor_us: float | None = None  # the hot floor: the floor alone in a loop, timed in the same rounds
+    added_x_floor: float | None = None  # added / hot floor
+    floor_in_place_us: float | None = None  # the floor's SDK work right after a bare call
+    added_x_floor_in_place: float | None = None  # added / floor in place
     bare_rounds_us: list[float] = field(default_factory=list)
     instrumented_rounds_us: list[float] = field(default_factory=list)
+
+
+BARE, INSTRUMENTED, BARE_THEN_FLOOR = "bare", "instrumented", "bare then floor"
 
 
 def _timed(call: Callable[[], None], calls: int) -> float:
@@ -408,13 +417,20 @@ def measure(
 ) -> Result:
     """Interleaved rounds of bare and instrumented calls; medians of rounds and of paired differences.
 
-    With `floor_call`, each round also times the floor, so that "x floor" compares figures taken
-    side by side even when the machine's speed drifts during the run.
+    With `floor_call`, each round also times a third variant, the bare call followed by the floor's SDK
+    work (the floor in place), and the floor alone in a loop of its own (the hot floor), so that
+    "x floor" compares figures taken side by side even when the machine's speed drifts during the run.
     """
     bare_call = case.bare_call or case.call
+    in_place = floor_call is not None and case.spans_per_call > 0
     floor_calls = 0
     if floor_call is not None:
         floor_calls = max(5, round(round_seconds / 10 / (_timed(floor_call, 20) / 1e6)))
+
+    def bare_then_floor() -> None:
+        bare_call()
+        floor_call()
+
     case.on()
     for _ in range(5):
         case.call()  # imports, caches and the pricing lookup
@@ -422,34 +438,43 @@ def measure(
     calls = max(1, round(round_seconds / (per_call / 1e6)))
     warmup = max(1, calls // 10)
     case.off()
-    bare, instrumented, chunk_bare, chunk_instrumented, floors = [], [], [], [], []
+    variants = [BARE, INSTRUMENTED, BARE_THEN_FLOOR] if in_place else [BARE, INSTRUMENTED]
+    timings: dict[str, list[float]] = {variant: [] for variant in variants}
+    steps: dict[str, list[float]] = {variant: [] for variant in variants}
+    floors = []
     state = False
     for index in range(rounds):
-        for on in (False, True) if index % 2 == 0 else (True, False):
+        shift = index % len(variants)
+        order = variants[shift:] + variants[:shift]
+        if index % 2:
+            order.reverse()
+        for variant in order:
+            on = variant == INSTRUMENTED
             if on != state:
                 (case.on if on else case.off)()
                 state = on
-            call = case.call if on else bare_call
+            call = case.call if on else bare_call if variant == BARE else bare_then_floor
             for _ in range(warmup):
                 call()
             gc.collect()
             if case.steps is not None:
                 case.steps.clear()
             spans_before = exporter.count
-            (instrumented if on else bare).append(_timed(call, calls))
+            timings[variant].append(_timed(call, calls))
             spans = exporter.count - spans_before
             if case.steps is not None:
-                (chunk_instrumented if on else chunk_bare).append(statistics.median(case.steps) * 1e6)
-            expected = calls * case.spans_per_call if on else 0
+                steps[variant].append(statistics.median(case.steps) * 1e6)
+            expected = calls * case.spans_per_call if on else calls if variant == BARE_THEN_FLOOR else 0
             if spans != expected:
                 case.off()
                 raise SystemExit(
-                    f"{case.name}: {spans} spans in a round of {calls} calls, expected {expected}"
+                    f"{case.name}: {spans} spans in a round of {calls} calls ({variant}), expected {expected}"
                 )
         if floor_call is not None:
             floors.append(_timed(floor_call, floor_calls))
     if state:
         case.off()
+    bare, instrumented = timings[BARE], timings[INSTRUMENTED]
     result = Result(
         name=case.name,
         bare_us=statistics.median(bare),
@@ -465,10 +490,13 @@ def measure(
         result.floor_us = statistics.median(floors)
         if case.spans_per_call:
             result.added_x_floor = result.added_us / result.floor_us
+    if in_place:
+        result.floor_in_place_us = _paired(bare, timings[BARE_THEN_FLOOR])
+        result.added_x_floor_in_place = result.added_us / result.floor_in_place_us
     if case.steps is not None:
-        result.chunk_bare_us = statistics.median(chunk_bare)
-        result.chunk_instrumented_us = statistics.median(chunk_instrumented)
-        result.added_per_chunk_us = _paired(chunk_bare, chunk_instrumented)
+        result.chunk_bare_us = statistics.median(steps[BARE])
+        result.chunk_instrumented_us = statistics.median(steps[INSTRUMENTED])
+        result.added_per_chunk_us = _paired(steps[BARE], steps[INSTRUMENTED])
         result.added_over_chunks_us = result.added_us / case.chunks
     return result
 
@@ -735,7 +763,9 @@ def _cell(value: float | None, digits: int = 1) -> str:
 
 
 def table(floor: Result, results: list[Result]) -> str:
-    rows = [("case", "bare µs", "instr µs", "added µs", "per chunk", "x floor")]
+    rows = [
+        ("case", "bare µs", "instr µs", "added µs", "per chunk", "floor in place", "x floor", "x hot floor")
+    ]
     for result in [floor, *results]:
         rows.append(
             (
@@ -744,6 +774,8 @@ def table(floor: Result, results: list[Result]) -> str:
                 _cell(result.instrumented_us),
                 _cell(result.added_us),
                 _cell(result.added_per_chunk_us, 2),
+                _cell(result.floor_in_place_us),
+                _cell(result.added_x_floor_in_place, 2),
                 _cell(result.added_x_floor, 2),
             )
         )
@@ -828,8 +860,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table(floor, results))
     print(
         "per chunk: median step between two chunks, instrumented minus bare "
-        f"({STREAM_CHUNKS} chunks per stream; the per-call part is in 'added'); "
-        "x floor: added / the floor timed in the same rounds"
+        f"({STREAM_CHUNKS} chunks per stream; the per-call part is in 'added');\n"
+        "floor in place: the floor's SDK work timed right after a bare call of the case, as an "
+        "instrumentation does it;\nx floor: added / floor in place; x hot floor: added / the floor alone "
+        "in a tight loop (as in the first row); both floors timed in the case's own rounds"
     )
     if v2_reason:
         print(f"openai-v2 comparison skipped: {v2_reason}")

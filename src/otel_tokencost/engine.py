@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import content, names
@@ -40,6 +41,8 @@ REQUEST_PARAMS = (
 STRICT_ENV = "OTEL_TOKENCOST_STRICT"
 MAX_ATTRIBUTE_SETS = 2048
 IN_CALL = context_api.create_key("otel_tokencost.in_call")  # the Call being measured
+# The key under which the API keeps the current span, found through the API itself.
+SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 LITELLM_COST_HEADER = "x-litellm-response-cost"
 
 
@@ -81,6 +84,7 @@ class Call:
         operation: Operation,
         body: Mapping,
         tracking: Tracking | None = None,
+        parent: Context | None = None,
     ) -> None:
         self.telemetry = telemetry
         self.tracking = tracking
@@ -92,14 +96,19 @@ class Call:
         self.outcome = Outcome()
         self.first_chunk_at: float | None = None
         self._ended = False
-        self._context: Any = None
         self.start_ns = time_ns()
-        self.span = telemetry.tracer.start_span(
+        if parent is None:
+            parent = context_api.get_current()
+        self.span = span = telemetry.tracer.start_span(
             f"{operation.name} {self.request_model}" if self.request_model else operation.name,
+            context=parent,
             kind=SpanKind.CLIENT,
             attributes=self._request_attributes(),
             start_time=self.start_ns,
         )
+        # The context the call runs in: its span current, and marked as inside this call. One copy of
+        # the parent, where set_span_in_context and set_value would make two.
+        self._context = Context({**parent, SPAN_KEY: span, IN_CALL: self})
         self._start = perf_counter()
 
     def _request_attributes(self) -> dict[str, Any]:
@@ -145,7 +154,6 @@ class Call:
         The context also marks the call, so a transport layer below (a redirect's second `send`, say)
         does not start a second GenAI span for it.
         """
-        self._context = context_api.set_value(IN_CALL, self, trace.set_span_in_context(self.span))
         return context_api.attach(self._context)
 
     @staticmethod
@@ -184,7 +192,9 @@ class Call:
             report_internal_error("reading the response")
 
     def read_headers(self, headers: Any) -> None:
-        """Response headers: a LiteLLM proxy states the call's cost in one."""
+        """Response headers: a LiteLLM proxy states the call's cost in one (no provider's own API does)."""
+        if self.endpoint.known_provider:
+            return
         try:
             value = headers.get(LITELLM_COST_HEADER)
             if value is not None:
@@ -228,7 +238,7 @@ class Call:
             span.set_status(Status(StatusCode.ERROR))
         metric_attributes, input_attributes, output_attributes = self._metric_attributes(error_type)
         attributes = self._response_attributes(error_type)
-        context = self._context or trace.set_span_in_context(span)  # the span's context, for exemplars
+        context = self._context  # the span's context, for exemplars
         instruments.duration.record(duration, metric_attributes, context=context)
         if self.first_chunk_at is not None:
             ttfc = self.first_chunk_at - self._start
@@ -298,7 +308,7 @@ class Call:
             input_tokens, output_tokens = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
             for spend in tracking.spends:
                 spend.add(input_tokens, output_tokens, cost)
-        if cost is not None and self.telemetry.budgets:
+        if cost is not None and self.telemetry.has_budgets:
             self.telemetry.budgets.spend(tracking.tracking_id if tracking is not None else None, cost)
 
     def _response_attributes(self, error_type: str | None) -> dict[str, Any]:

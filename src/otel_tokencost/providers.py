@@ -32,12 +32,14 @@ UNKNOWN_COMPATIBLE = "openai"
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """A client's base URL and what it tells: provider name, server address and port."""
+    """A client's base URL and what it tells: provider name, server address and port, and whether
+    the host is a provider's own API (rather than a gateway or a self-hosted server)."""
 
     base_url: str
     provider: str
     address: str
     port: int
+    known_provider: bool = False
 
     @property
     def is_openai(self) -> bool:
@@ -53,12 +55,15 @@ def endpoint_for(base_url: str, provider: str | None = None) -> Endpoint:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         port = 443 if parts.scheme == "https" else 80
-    provider = provider or next(
-        (name for suffix, name in KNOWN_HOSTS if host == suffix or host.endswith("." + suffix)),
-        UNKNOWN_COMPATIBLE,
+    known = next(
+        (name for suffix, name in KNOWN_HOSTS if host == suffix or host.endswith("." + suffix)), None
     )
     return Endpoint(
-        base_url=_without_credentials(base_url, parts), provider=provider, address=host, port=port
+        base_url=_without_credentials(base_url, parts),
+        provider=provider or known or UNKNOWN_COMPATIBLE,
+        address=host,
+        port=port,
+        known_provider=known is not None,
     )
 
 

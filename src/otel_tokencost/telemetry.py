@@ -48,6 +48,7 @@ class Telemetry:
         self.pricer = pricer
         self.capture_content = capture_content
         self.budgets = budgets or Budgets()
+        self.has_budgets = bool(self.budgets)
         self.baggage_key = baggage_key
         self.max_tracking_ids = max_tracking_ids
         self._tracking_ids: set[str] = set()
@@ -96,10 +97,11 @@ class Telemetry:
 
         Raises BudgetExceededError (after ending the call's span) when a budget refuses the call.
         """
-        if not is_instrumentation_enabled() or context_api.get_value(IN_CALL) is not None:
+        context = context_api.get_current()
+        if context.get(IN_CALL) is not None or not is_instrumentation_enabled():
             return None
-        call = Call(self, endpoint, operation, body, current(self.baggage_key))
-        if self.budgets:
+        call = Call(self, endpoint, operation, body, current(self.baggage_key, context), context)
+        if self.has_budgets:
             call.check_budgets()
         return call
 

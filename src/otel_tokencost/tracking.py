@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import baggage
 from opentelemetry import context as context_api
+from opentelemetry.context import Context
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TRACKING = context_api.create_key("otel_tokencost.tracking")
@@ -70,12 +71,13 @@ def _attributes_key(attributes: Mapping[str, Any]) -> tuple | None:
     return key
 
 
-def current(baggage_key: str | None = None) -> Tracking | None:
-    """The tracking in the current context; else, with `baggage_key`, a tracking id from W3C baggage."""
-    tracking = context_api.get_value(_TRACKING)
+def current(baggage_key: str | None = None, context: Context | None = None) -> Tracking | None:
+    """The tracking in `context` (the current one by default); else, with `baggage_key`, a tracking id
+    from W3C baggage."""
+    tracking = context_api.get_value(_TRACKING, context)
     if tracking is not None or baggage_key is None:
         return tracking
-    value = baggage.get_baggage(baggage_key)
+    value = baggage.get_baggage(baggage_key, context)
     return Tracking(str(value), {}, ()) if value else None
 
 

@@ -113,7 +113,9 @@ class _Patch:
 
     def _endpoint(self, client: Any) -> Endpoint:
         """The client's Endpoint, keyed by its base-URL object so that a call skips URL formatting."""
-        url = client.base_url
+        # `_base_url` is what the `base_url` property returns in every version; openai 3.x's property
+        # imports a module on each access.
+        url = getattr(client, "_base_url", None) or client.base_url
         cached = self._endpoints.get(id(url))
         if cached is not None and cached[0] is url:
             return cached[1]
