@@ -251,10 +251,11 @@ class Call:
             instruments.token_usage.record(usage.output_tokens, output_attributes, context)
             cost = self._price(usage, attributes)
             if cost is not None:
-                instruments.cost.record(float(cost), metric_attributes, context=context)
+                instruments.cost.record(attributes[names.USAGE_COST_AMOUNT], metric_attributes, context)
         span.set_attributes(attributes)
         span.end()
-        self._count_spend(usage, cost)
+        if self.tracking is not None or self.telemetry.has_budgets:
+            self._count_spend(usage, cost)
 
     def _metric_attributes(self, error_type: str | None) -> tuple[dict, dict, dict]:
         """The call's metric attribute sets (all, input tokens, output tokens), built once per kind of

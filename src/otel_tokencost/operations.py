@@ -43,7 +43,7 @@ def get(obj: Any, name: str) -> Any:
     if fields is None:
         return getattr(obj, name, None)
     value = fields.get(name)
-    if value is None:
+    if value is None and name not in fields:
         extra = getattr(obj, "__pydantic_extra__", None)
         if extra:
             return extra.get(name)
@@ -63,58 +63,51 @@ def count(value: Any) -> int | None:
     return None
 
 
-def _counts(
-    usage: Mapping[str, Any], input_name: str, output_name: str
-) -> tuple[int | None, int | None] | None:
-    """The two totals, or None when either is present but not a usable count."""
-    raw_input, raw_output = usage.get(input_name), usage.get(output_name)
-    input_tokens, output_tokens = count(raw_input), count(raw_output)
-    if (raw_input is not None and input_tokens is None) or (raw_output is not None and output_tokens is None):
-        return None  # a usage the provider garbled: no tokens beats a wrong cost
-    return input_tokens, output_tokens
-
-
-def _detail(details: Any, name: str) -> int | None:
-    return count(fields(details).get(name)) if details is not None else None
-
-
 def parse_usage(usage: Any) -> Usage | None:
     """Usage in Chat Completions or Responses shape, in any provider's dialect.
 
     Cached input is read from `*_tokens_details.cached_tokens`, DeepSeek's `prompt_cache_hit_tokens` or
     Together's top-level `cached_tokens`; cache writes from `cache_write_tokens`. Gemini and xAI count
     reasoning outside `completion_tokens` (their `total_tokens` says so): it is added to the output then.
-    Subsets are clamped to their totals.
+    Subsets are clamped to their totals. A total that is present but not a usable count voids the usage:
+    no tokens beat a wrong cost.
     """
     if usage is None or usage.__class__ in (str, int, float, bool, list):
         return None
-    usage = fields(usage)
-    totals = _counts(usage, "prompt_tokens", "completion_tokens")
-    details = "prompt_tokens_details", "completion_tokens_details"
-    if totals == (None, None):
-        totals = _counts(usage, "input_tokens", "output_tokens")
-        details = "input_tokens_details", "output_tokens_details"
-    if totals is None or totals == (None, None):
+    return _usage(fields(usage))
+
+
+def _usage(usage: Mapping[str, Any]) -> Usage | None:
+    """`parse_usage` of a usage's fields. Absent counts cost no call: most usages leave most out."""
+    get = usage.get
+    raw_input, raw_output = get("prompt_tokens"), get("completion_tokens")
+    if raw_input is None and raw_output is None:
+        raw_input, raw_output = get("input_tokens"), get("output_tokens")
+        if raw_input is None and raw_output is None:
+            return None
+        input_details, output_details = get("input_tokens_details"), get("output_tokens_details")
+    else:
+        input_details, output_details = get("prompt_tokens_details"), get("completion_tokens_details")
+    input_tokens = 0 if raw_input is None else count(raw_input)
+    output_tokens = 0 if raw_output is None else count(raw_output)
+    if input_tokens is None or output_tokens is None:
         return None
-    input_tokens, output_tokens = totals[0] or 0, totals[1] or 0
-    input_details, output_details = usage.get(details[0]), usage.get(details[1])
-    cached = _detail(input_details, "cached_tokens")
+    cached = cache_write = reasoning = None
+    if input_details is not None:
+        input_details = fields(input_details)
+        cached, cache_write = input_details.get("cached_tokens"), input_details.get("cache_write_tokens")
     if cached is None:
-        cached = count(usage.get("prompt_cache_hit_tokens"))  # DeepSeek
+        cached = get("prompt_cache_hit_tokens")  # DeepSeek
         if cached is None:
-            cached = count(usage.get("cached_tokens"))  # Together
-    cache_write = _detail(input_details, "cache_write_tokens") or 0
-    reasoning = _detail(output_details, "reasoning_tokens") or 0
-    if reasoning and count(usage.get("total_tokens")) == input_tokens + output_tokens + reasoning:
+            cached = get("cached_tokens")  # Together
+    cache_read = 0 if cached is None else min(count(cached) or 0, input_tokens)
+    cache_write = 0 if cache_write is None else min(count(cache_write) or 0, input_tokens - cache_read)
+    if output_details is not None:
+        reasoning = fields(output_details).get("reasoning_tokens")
+    reasoning = 0 if reasoning is None else count(reasoning) or 0
+    if reasoning and count(get("total_tokens")) == input_tokens + output_tokens + reasoning:
         output_tokens = min(output_tokens + reasoning, MAX_TOKENS)  # billed as output, counted apart
-    cache_read = min(cached or 0, input_tokens)
-    return Usage(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_tokens=cache_read,
-        cache_write_tokens=min(cache_write, input_tokens - cache_read),
-        reasoning_tokens=min(reasoning, output_tokens),
-    )
+    return Usage(input_tokens, output_tokens, cache_read, cache_write, min(reasoning, output_tokens))
 
 
 MAX_FINISH_REASONS = 128  # one per choice; a hostile stream must not grow this without bound
@@ -163,10 +156,11 @@ def usage_cost(usage: Any) -> Decimal | None:
 
 def _take_usage(outcome: Outcome, usage: Any) -> None:
     usage = fields(usage)
-    outcome.usage = parse_usage(usage) or outcome.usage
-    cost = usage_cost(usage)
-    if cost is not None:
-        outcome.reported_cost = cost
+    outcome.usage = _usage(usage) or outcome.usage
+    if usage.get("cost") is not None or usage.get("cost_in_usd_ticks") is not None:
+        cost = usage_cost(usage)
+        if cost is not None:
+            outcome.reported_cost = cost
 
 
 def _finish_reasons(outcome: Outcome, choices: Any) -> bool:

@@ -22,9 +22,10 @@ from .engine import Call
 
 
 def _follow(stream: Any, call: Call, hide_usage_chunk: bool) -> Iterator[Any]:
+    read_chunk = call.read_chunk
     try:
         for chunk in stream:
-            if call.read_chunk(chunk) and hide_usage_chunk:
+            if read_chunk(chunk) and hide_usage_chunk:
                 continue  # the usage chunk the instrumentation asked for, not the user
             yield chunk
     except GeneratorExit:
@@ -37,9 +38,10 @@ def _follow(stream: Any, call: Call, hide_usage_chunk: bool) -> Iterator[Any]:
 
 
 async def _follow_async(stream: Any, call: Call, hide_usage_chunk: bool) -> AsyncIterator[Any]:
+    read_chunk = call.read_chunk
     try:
         async for chunk in stream:
-            if call.read_chunk(chunk) and hide_usage_chunk:
+            if read_chunk(chunk) and hide_usage_chunk:
                 continue
             yield chunk
     except GeneratorExit:

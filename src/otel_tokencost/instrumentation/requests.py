@@ -18,7 +18,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
 from ..budgets import BudgetExceededError
-from ..engine import Call, report_internal_error
+from ..engine import Call, current_call, report_internal_error
 from ..operations import CHAT_COMPLETIONS, Operation, operation_for
 from ..package import _instruments_requests
 from ..sse import SSEObserver
@@ -83,8 +83,8 @@ class _Patch:
 
     def send(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         request = args[0] if args else kwargs.get("request")
-        if getattr(request, "method", None) != "POST":
-            return wrapped(*args, **kwargs)
+        if getattr(request, "method", None) != "POST" or current_call() is not None:
+            return wrapped(*args, **kwargs)  # not a call, or inside one `request` measures
         path = self._llm_path(getattr(request, "url", None))
         if path is None:
             return wrapped(*args, **kwargs)

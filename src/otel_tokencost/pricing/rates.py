@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -46,17 +46,16 @@ class TieredRate:
 
 
 PerMillion = Decimal | TieredRate | None
-
-
-def _per_million(rate: PerMillion, input_tokens: int) -> Decimal | None:
-    if rate is None or isinstance(rate, Decimal):
-        return rate
-    return rate.at(input_tokens)
+Units = int | tuple[int, tuple[tuple[int, int], ...]] | None  # a rate in integer units; tiered: base, tiers
 
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """The prices of one model, per million tokens in `currency` (plus an optional per-request fee)."""
+    """The prices of one model, per million tokens in `currency` (plus an optional per-request fee).
+
+    The arithmetic is done on integers: each price is kept as a whole number of 10**-scale units per
+    million tokens, so a call's cost is exact and needs one Decimal, made at the end.
+    """
 
     input_mtok: PerMillion = None
     output_mtok: PerMillion = None
@@ -64,27 +63,74 @@ class Rate:
     cache_write_mtok: PerMillion = None
     requests_kcount: Decimal | None = None
     currency: str = "USD"
+    _units: tuple[Units, Units, Units, Units] = field(init=False, repr=False, compare=False)
+    _exponent: int = field(init=False, repr=False, compare=False)  # of one unit of a whole call's cost
+    _tiered: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rates = (self.input_mtok, self.output_mtok, self.cache_read_mtok, self.cache_write_mtok)
+        scale = max((_decimals(price) for rate in rates for price in _prices(rate)), default=0)
+        set_field = object.__setattr__
+        set_field(self, "_units", tuple(_units(rate, scale) for rate in rates))
+        set_field(self, "_exponent", -(scale + 6))
+        set_field(self, "_tiered", any(rate.__class__ is TieredRate for rate in rates))
 
     def cost(self, usage: Usage) -> Decimal:
         """The cost of `usage`: cache reads and writes at their own rates when known, else as input."""
-        total_input = usage.input_tokens
-        input_rate = _per_million(self.input_mtok, total_input)
-        fresh_input = total_input
-        cost = Decimal(0)
-        cache_read_rate = _per_million(self.cache_read_mtok, total_input)
-        if cache_read_rate is not None and usage.cache_read_tokens:
-            cost += cache_read_rate * usage.cache_read_tokens
-            fresh_input -= usage.cache_read_tokens
-        cache_write_rate = _per_million(self.cache_write_mtok, total_input)
-        if cache_write_rate is not None and usage.cache_write_tokens:
-            cost += cache_write_rate * usage.cache_write_tokens
-            fresh_input -= usage.cache_write_tokens
+        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, _ = usage
+        units = self._units
+        if self._tiered:  # the rates in force for this call's input size
+            units = tuple(_units_at(rate, input_tokens) for rate in units)
+        input_rate, output_rate, cache_read_rate, cache_write_rate = units
+        fresh_input = input_tokens
+        total = 0
+        if cache_read_rate is not None and cache_read_tokens:
+            total += cache_read_rate * cache_read_tokens
+            fresh_input -= cache_read_tokens
+        if cache_write_rate is not None and cache_write_tokens:
+            total += cache_write_rate * cache_write_tokens
+            fresh_input -= cache_write_tokens
         if input_rate is not None:
-            cost += input_rate * fresh_input
-        output_rate = _per_million(self.output_mtok, total_input)
+            total += input_rate * fresh_input
         if output_rate is not None:
-            cost += output_rate * usage.output_tokens
-        cost /= MTOK
+            total += output_rate * output_tokens
+        exponent = self._exponent if total else 0
+        while exponent < 0 and not total % 10:  # 0.0000318, not 0.00003180
+            total //= 10
+            exponent += 1
+        cost = Decimal(total).scaleb(exponent)
         if self.requests_kcount is not None:
             cost += self.requests_kcount / KCOUNT
         return cost
+
+
+def _prices(rate: PerMillion) -> tuple[Decimal, ...]:
+    if rate is None:
+        return ()
+    if rate.__class__ is TieredRate:
+        return (rate.base, *(tier.price for tier in rate.tiers))
+    return (rate,)
+
+
+def _decimals(price: Decimal) -> int:
+    exponent = price.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def _units(rate: PerMillion, scale: int) -> Units:
+    if rate is None:
+        return None
+    if rate.__class__ is TieredRate:
+        tiers = tuple((tier.start, int(tier.price.scaleb(scale))) for tier in reversed(rate.tiers))
+        return int(rate.base.scaleb(scale)), tiers
+    return int(rate.scaleb(scale))
+
+
+def _units_at(units: Units, input_tokens: int) -> int | None:
+    if units.__class__ is not tuple:
+        return units
+    base, tiers = units
+    for start, tier_units in tiers:  # highest first
+        if input_tokens > start:
+            return tier_units
+    return base
