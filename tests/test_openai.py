@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 
 import openai
 import pytest
+from opentelemetry import context
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_tokencost import names
@@ -607,6 +610,32 @@ def test_non_llm_endpoints_pass_through(instrumented, client) -> None:
     with pytest.raises(openai.NotFoundError):
         client.files.retrieve("file-1")
     assert instrumented.spans() == ()
+
+
+def suppressed(plain_key_only: bool):
+    """Instrumentation suppressed the standard way, or by the plain key older instrumentations set."""
+    if not plain_key_only:
+        return suppress_instrumentation()
+    return _attached(context.set_value("suppress_instrumentation", True))
+
+
+@contextlib.contextmanager
+def _attached(ctx):
+    token = context.attach(ctx)
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+@pytest.mark.parametrize("plain_key_only", [False, True])
+def test_suppressed_instrumentation_makes_no_span(instrumented, client, plain_key_only) -> None:
+    with suppressed(plain_key_only):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert instrumented.spans() == ()
+    assert instrumented.points(names.METRIC_DURATION) == []
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert len(instrumented.spans()) == 1
 
 
 def test_prices_file_prices_a_reseller(telemetry, server, tmp_path) -> None:

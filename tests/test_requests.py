@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 import requests
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_tokencost import RequestsInstrumentor, names
@@ -320,6 +321,14 @@ def test_non_llm_requests_make_no_span(traced, server) -> None:
     requests.post(f"{server.base_url}/files", json={"purpose": "x"}, timeout=5)
     requests.post(f"{server.base_url}/chat/completions/extra", json=chat_body(), timeout=5)
     assert traced.spans() == ()
+
+
+def test_suppressed_instrumentation_makes_no_span(traced, server) -> None:
+    with suppress_instrumentation():
+        post(server, "/chat/completions", chat_body())
+    assert traced.spans() == ()
+    post(server, "/chat/completions", chat_body())
+    assert len(traced.spans()) == 1
 
 
 def test_extra_paths_from_the_environment(telemetry, server, monkeypatch) -> None:

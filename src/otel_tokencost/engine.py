@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import content, names
@@ -41,6 +41,9 @@ REQUEST_PARAMS = (
 STRICT_ENV = "OTEL_TOKENCOST_STRICT"
 MAX_ATTRIBUTE_SETS = 2048
 IN_CALL = context_api.create_key("otel_tokencost.in_call")  # the Call being measured
+# What opentelemetry-instrumentation's is_instrumentation_enabled() reads, here read from the context a
+# call has already fetched; tests check that suppress_instrumentation() still silences the calls.
+SUPPRESS_KEY, SUPPRESS_KEY_PLAIN = _SUPPRESS_INSTRUMENTATION_KEY, "suppress_instrumentation"
 # The key under which the API keeps the current span, found through the API itself.
 SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 LITELLM_COST_HEADER = "x-litellm-response-cost"

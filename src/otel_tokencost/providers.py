@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+OPENAI_HOST = "api.openai.com"
 # Host suffix -> gen_ai.provider.name (semantic-convention values where they exist).
 KNOWN_HOSTS = (
-    ("api.openai.com", "openai"),
+    (OPENAI_HOST, "openai"),
     ("openai.azure.com", "azure.ai.openai"),
     ("cognitiveservices.azure.com", "azure.ai.openai"),
     ("services.ai.azure.com", "azure.ai.inference"),
@@ -40,10 +41,7 @@ class Endpoint:
     address: str
     port: int
     known_provider: bool = False
-
-    @property
-    def is_openai(self) -> bool:
-        return self.address == "api.openai.com"
+    is_openai: bool = False  # OpenAI's own API (which has its own span attributes)
 
 
 @lru_cache(maxsize=256)
@@ -64,6 +62,7 @@ def endpoint_for(base_url: str, provider: str | None = None) -> Endpoint:
         address=host,
         port=port,
         known_provider=known is not None,
+        is_openai=host == OPENAI_HOST,
     )
 
 

@@ -10,13 +10,12 @@ from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.metrics import Meter, get_meter
 from opentelemetry.trace import Tracer
 
 from . import names
 from .budgets import Budget, Budgets
-from .engine import IN_CALL, Call
+from .engine import IN_CALL, SUPPRESS_KEY, SUPPRESS_KEY_PLAIN, Call
 from .instruments import Instruments
 from .operations import Operation
 from .pricing import Pricer, PricesFileError, load
@@ -98,7 +97,7 @@ class Telemetry:
         Raises BudgetExceededError (after ending the call's span) when a budget refuses the call.
         """
         context = context_api.get_current()
-        if context.get(IN_CALL) is not None or not is_instrumentation_enabled():
+        if context.get(IN_CALL) is not None or context.get(SUPPRESS_KEY) or context.get(SUPPRESS_KEY_PLAIN):
             return None
         call = Call(self, endpoint, operation, body, current(self.baggage_key, context), context)
         if self.has_budgets:

@@ -74,7 +74,7 @@ def _attributes_key(attributes: Mapping[str, Any]) -> tuple | None:
 def current(baggage_key: str | None = None, context: Context | None = None) -> Tracking | None:
     """The tracking in `context` (the current one by default); else, with `baggage_key`, a tracking id
     from W3C baggage."""
-    tracking = context_api.get_value(_TRACKING, context)
+    tracking = (context_api.get_current() if context is None else context).get(_TRACKING)
     if tracking is not None or baggage_key is None:
         return tracking
     value = baggage.get_baggage(baggage_key, context)
