@@ -214,7 +214,13 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
         outcome.response_model = chunk.get("model")
         outcome.response_id = chunk.get("id")
     choices = chunk.get("choices")
-    finished = _finish_reasons(outcome, choices) if choices else False
+    finished = False
+    if choices:
+        for choice in choices:  # most chunks finish nothing: look before calling
+            is_dict = choice.__class__ is dict
+            if choice.get("finish_reason") if is_dict else getattr(choice, "finish_reason", None):
+                finished = _finish_reasons(outcome, choices)
+                break
     usage = chunk.get("usage")
     if usage is None:
         if not finished:

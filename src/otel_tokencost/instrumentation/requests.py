@@ -68,7 +68,7 @@ class _Patch:
         # more unusual is left to the `send` wrapper.
         method = args[0] if args else kwargs.get("method")
         url = args[1] if len(args) > 1 else kwargs.get("url")
-        if len(args) > 2 or method.__class__ is not str or method.upper() != "POST":
+        if len(args) > 2 or method.__class__ is not str or (method != "POST" and method.upper() != "POST"):
             return wrapped(*args, **kwargs)
         path = self._llm_path(url)
         if path is None:
@@ -83,11 +83,11 @@ class _Patch:
 
     def send(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         request = args[0] if args else kwargs.get("request")
-        if getattr(request, "method", None) != "POST" or current_call() is not None:
-            return wrapped(*args, **kwargs)  # not a call, or inside one `request` measures
-        path = self._llm_path(getattr(request, "url", None))
-        if path is None:
+        if getattr(request, "method", None) != "POST":
             return wrapped(*args, **kwargs)
+        path = self._llm_path(getattr(request, "url", None))
+        if path is None or current_call() is not None:
+            return wrapped(*args, **kwargs)  # not a call, or inside one that `request` measures
         body = _json_body(request.body)
         return self._measure(wrapped, args, kwargs, path, body, kwargs.get("stream", instance.stream))
 
@@ -95,6 +95,10 @@ class _Patch:
         """The URL without its query when it names an OpenAI-compatible endpoint, else None."""
         if url.__class__ is not str:
             return None
+        if url.endswith(self.suffixes):
+            return url
+        if "?" not in url and not url.endswith("/"):
+            return None  # the common case, decided without a copy of the URL
         path = url.split("?", 1)[0].rstrip("/")
         return path if path.endswith(self.suffixes) else None
 
