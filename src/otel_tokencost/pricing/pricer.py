@@ -35,7 +35,7 @@ class Cost(NamedTuple):
 class _Quote:
     rate_at: RateAt
     source: str
-    usd_per_unit: Decimal
+    usd_per_unit: Decimal | None  # None: the rates are in USD
     provider: str
 
 
@@ -65,10 +65,8 @@ class Pricer:
             return None
         rate = quote.rate_at(when_ns)
         billed = rate.cost(usage)
-        usd = billed if quote.usd_per_unit == 1 else billed * quote.usd_per_unit
-        return Cost(
-            usd=usd, source=quote.source, billed=billed, currency=rate.currency, provider=quote.provider
-        )
+        usd = billed if quote.usd_per_unit is None else billed * quote.usd_per_unit
+        return Cost(usd, quote.source, billed, rate.currency, quote.provider)
 
     def _resolve(self, base_url: str, *models: str | None) -> _Quote | None:
         candidates = [model for model in models if model]
@@ -77,9 +75,8 @@ class Pricer:
             for model in candidates:
                 if model in entry.models:
                     rate = entry.models[model]
-                    return _Quote(
-                        lambda _when_ns, rate=rate: rate, PRICES_FILE, entry.usd_per_unit, entry.match
-                    )
+                    usd_per_unit = None if entry.usd_per_unit == 1 else entry.usd_per_unit
+                    return _Quote(lambda _when_ns, rate=rate: rate, PRICES_FILE, usd_per_unit, entry.match)
             if entry.prices_from is not None:
                 quote = _genai_quote(entry.prices_from, candidates, GENAI_PRICES)
                 if quote is not None:
@@ -113,5 +110,5 @@ def _genai_quote(provider_id: str | None, models: list[str], source: str) -> _Qu
     for model in models:
         found = genai.find_rate(provider_id, model)
         if found is not None:
-            return _Quote(found[0], source, Decimal(1), found[1])
+            return _Quote(found[0], source, None, found[1])
     return None
