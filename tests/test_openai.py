@@ -756,6 +756,42 @@ def test_litellm_proxy_cost_header(instrumented, client, stream) -> None:
     )
 
 
+def test_cost_header_hook_only_once_a_gateway_is_called(instrumented, server, client) -> None:
+    """OpenAI's own API sends no gateway cost header: its calls skip that hook until a call to some
+    other host (a gateway, maybe) installs it. The server answers here as api.openai.com, as a proxy."""
+    from openai._base_client import AsyncAPIClient, SyncAPIClient
+
+    from otel_tokencost import OpenAIInstrumentor
+
+    headers = {"x-mock-response-headers": json.dumps({"x-litellm-response-cost": "0.0042"})}
+    proxied = openai.DefaultHttpxClient(proxy=server.base_url.removesuffix("/v1"))
+    with openai.OpenAI(
+        base_url="http://api.openai.com/v1", api_key=API_KEY, max_retries=0, http_client=proxied
+    ) as own_api:
+        own_api.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers)
+    span = instrumented.span()
+    attributes = span.attributes
+    assert attributes[names.SERVER_ADDRESS] == "api.openai.com"
+    assert attributes[names.PRICING_SOURCE] != "provider"  # priced from the tokens, not the header
+    assert attributes[names.USAGE_COST_AMOUNT] == float(
+        genai_cost(
+            "gpt-4o-mini",
+            attributes[names.USAGE_INPUT_TOKENS],
+            attributes[names.USAGE_OUTPUT_TOKENS],
+            provider="openai",
+        )
+    )
+    assert not hasattr(SyncAPIClient._process_response, "__wrapped__")
+
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers)
+    assert instrumented.spans()[-1].attributes[names.USAGE_COST_AMOUNT] == 0.0042
+    assert hasattr(SyncAPIClient._process_response, "__wrapped__")
+    assert hasattr(AsyncAPIClient._process_response, "__wrapped__")
+    OpenAIInstrumentor().uninstrument()
+    assert not hasattr(SyncAPIClient._process_response, "__wrapped__")
+    assert not hasattr(AsyncAPIClient._process_response, "__wrapped__")
+
+
 def test_instrument_leaves_an_existing_instrumentation_to_its_owner(instrumented, client) -> None:
     import otel_tokencost
 

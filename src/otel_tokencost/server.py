@@ -19,6 +19,9 @@ message) and reply words. Request headers control the behaviour, never the body:
 - ``x-mock-raw-body-b64``: the same, base64-encoded (any bytes).
 - ``x-mock-raw-body``: answer with this body verbatim (``\\n`` escapes allowed), with the status of
   ``x-mock-status`` (else 200) and the type of ``x-mock-content-type`` (else ``text/html``).
+
+Requests in absolute form (``POST http://api.openai.com/v1/chat/completions``) are answered as well: a
+client that uses the server as its HTTP proxy can address it under any host name.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 __all__ = ["LocalServer"]
 
@@ -509,7 +513,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             extra = {}
         self._extra_headers = {str(k): str(v) for k, v in extra.items()} if isinstance(extra, dict) else {}
-        endpoint = _ENDPOINTS.get(self.path.partition("?")[0])
+        endpoint = _ENDPOINTS.get(urlsplit(self.path).path)  # absolute-form too, as a proxy receives it
         if endpoint is None:
             self._send_not_found()
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from collections.abc import Collection
 from typing import Any
 
@@ -38,21 +39,22 @@ class OpenAIInstrumentor(BaseInstrumentor):
         patch = _Patch(telemetry, inject_usage=os.environ.get(STREAM_USAGE_ENV, "inject").lower() != "off")
         wrapt.wrap_function_wrapper("openai._base_client", "SyncAPIClient.request", patch.sync_request)
         wrapt.wrap_function_wrapper("openai._base_client", "AsyncAPIClient.request", patch.async_request)
-        for client in ("SyncAPIClient", "AsyncAPIClient"):
-            wrapt.wrap_function_wrapper("openai._base_client", f"{client}._process_response", _read_headers)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         from openai._base_client import AsyncAPIClient, SyncAPIClient
 
         for client in (SyncAPIClient, AsyncAPIClient):
             unwrap(client, "request")
-            unwrap(client, "_process_response")
+            if hasattr(client._process_response, "__wrapped__"):
+                unwrap(client, "_process_response")
 
 
 def _read_headers(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     """Hand the final HTTP response's headers to the call (the parsed result no longer has them).
 
-    Sync and async alike: the async method's coroutine is returned for the SDK to await.
+    Sync and async alike: the async method's coroutine is returned for the SDK to await. Installed on
+    the first call to a host that is not a provider's own API (a gateway may state the cost in a header):
+    calls to OpenAI and the other known providers never pay for it.
     """
     call = current_call()
     response = kwargs.get("response")
@@ -68,6 +70,8 @@ class _Patch:
         self.telemetry = telemetry
         self.inject_usage = inject_usage
         self._endpoints: dict[int, tuple[Any, Endpoint]] = {}
+        self._reads_headers = False
+        self._lock = threading.Lock()
         from openai import AsyncStream, Stream
         from openai._legacy_response import LegacyAPIResponse
         from openai._response import BaseAPIResponse
@@ -100,7 +104,10 @@ class _Patch:
             operation = operation_for(options.url)
             if operation is None:
                 return None
-            call = self.telemetry.start(self._endpoint(client), operation, body)
+            endpoint = self._endpoint(client)
+            if not (endpoint.known_provider or self._reads_headers):
+                self._read_headers_from_now_on()
+            call = self.telemetry.start(endpoint, operation, body)
             if call is None:
                 return None
             hide = self._inject_stream_usage(options, body, operation)
@@ -110,6 +117,14 @@ class _Patch:
             report_internal_error("starting the openai span")
             return None
         return call, hide
+
+    def _read_headers_from_now_on(self) -> None:
+        with self._lock:
+            if not self._reads_headers:
+                for client in ("SyncAPIClient", "AsyncAPIClient"):
+                    method = f"{client}._process_response"
+                    wrapt.wrap_function_wrapper("openai._base_client", method, _read_headers)
+                self._reads_headers = True
 
     def _endpoint(self, client: Any) -> Endpoint:
         """The client's Endpoint, keyed by its base-URL object so that a call skips URL formatting."""
