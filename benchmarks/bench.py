@@ -73,11 +73,12 @@ os.environ["OTEL_TOKENCOST_STRICT"] = "1"
 import openai  # noqa: E402
 import requests  # noqa: E402
 from opentelemetry import trace  # noqa: E402
+from opentelemetry.metrics import NoOpMeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
-from opentelemetry.trace import SpanKind  # noqa: E402
+from opentelemetry.trace import NoOpTracerProvider, SpanKind  # noqa: E402
 
 import otel_tokencost  # noqa: E402
 from otel_tokencost.server import LocalServer  # noqa: E402
@@ -251,6 +252,10 @@ def tokencost_on() -> None:
     otel_tokencost.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
+def own_code_on() -> None:
+    otel_tokencost.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+
+
 def tokencost_off() -> None:
     otel_tokencost.uninstrument()
 
@@ -367,6 +372,7 @@ class Case:
     on: Callable[[], None]
     off: Callable[[], None]
     spans_per_call: int = 1
+    llm_call: bool = True  # compared with the floor (a non-LLM call emits nothing)
     chunks: int = 0
     steps: Steps | None = None  # streams: the chunk steps of the calls
     bare_call: Callable[[], None] | None = None  # the floor's bare variant is an empty call
@@ -422,7 +428,7 @@ def measure(
     "x floor" compares figures taken side by side even when the machine's speed drifts during the run.
     """
     bare_call = case.bare_call or case.call
-    in_place = floor_call is not None and case.spans_per_call > 0
+    in_place = floor_call is not None and case.llm_call
     floor_calls = 0
     if floor_call is not None:
         floor_calls = max(5, round(round_seconds / 10 / (_timed(floor_call, 20) / 1e6)))
@@ -488,7 +494,7 @@ def measure(
     )
     if floors:
         result.floor_us = statistics.median(floors)
-        if case.spans_per_call:
+        if case.llm_call:
             result.added_x_floor = result.added_us / result.floor_us
     if in_place:
         result.floor_in_place_us = _paired(bare, timings[BARE_THEN_FLOOR])
@@ -558,9 +564,11 @@ def build_cases(server: LocalServer) -> tuple[Case, list[Case], list[Case], str 
         Case("loopback stream", loopback["stream"], on, off, chunks=STREAM_CHUNKS, steps=loopback_steps),
         Case("loopback embeddings", loopback["embeddings"], on, off),
         Case("requests.post loopback chat", requests_chat, on, off),
-        Case("requests.post loopback non-LLM", requests_files, on, off, spans_per_call=0),
+        Case("requests.post loopback non-LLM", requests_files, on, off, spans_per_call=0, llm_call=False),
         Case("requests wrapper alone, chat", stub_chat, on, off),
-        Case("requests wrapper alone, non-LLM", stub_files, on, off, spans_per_call=0),
+        Case("requests wrapper alone, non-LLM", stub_files, on, off, spans_per_call=0, llm_call=False),
+        # The API's no-op providers: what is left is the package's own code.
+        Case("in-process chat, no-op providers", in_process["chat"], own_code_on, off, spans_per_call=0),
     ]
     instrumentor, reason = openai_v2()
     v2_cases = []

@@ -20,6 +20,7 @@ CASES = (
     "requests.post loopback non-LLM",
     "requests wrapper alone, chat",
     "requests wrapper alone, non-LLM",
+    "in-process chat, no-op providers",
 )
 STREAMS = ("in-process stream", "loopback stream")
 # Calls the instrumentation measures in memory, where what it adds stands well above the noise.
@@ -47,7 +48,11 @@ def test_quick_benchmark_passes_its_guards(tmp_path: Path) -> None:
         assert math.isfinite(case["added_us"]), name
         assert case["rounds"] > 0 and case["calls_per_round"] > 0, name
     for name in PRECISE:
-        assert cases[name]["added_us"] > 0 and cases[name]["added_x_floor"] > 0, name
+        case = cases[name]
+        assert case["added_us"] > 0 and case["added_x_floor"] > 0, name
+        # The floor timed in place: the same SDK work, right after a bare call of the case.
+        assert case["floor_in_place_us"] > 0 and case["added_x_floor_in_place"] > 0, name
+        assert case["added_x_floor_in_place"] == case["added_us"] / case["floor_in_place_us"], name
     for name in STREAMS:
         assert cases[name]["chunks"] > 0, name
         assert cases[name]["chunk_bare_us"] > 0 and cases[name]["chunk_instrumented_us"] > 0, name
