@@ -173,11 +173,13 @@ def _mock_handler(request: Any) -> Any:
     """The in-process transport: a canned answer for each endpoint, nothing parsed."""
     path = request.url.path
     if path.endswith("/chat/completions"):
-        if b'"stream":true' in request.content:
+        content = request.content.replace(b": ", b":")  # openai 1.x and 2.x put a space after the colon
+        if b'"stream":true' in content:
             return httpx_module.Response(200, content=SSE_BODY, headers=SSE_HEADERS)
         return httpx_module.Response(200, content=CHAT_BODY, headers=JSON_HEADERS)
     if path.endswith("/embeddings"):
-        body = EMBEDDING_BODY_BASE64 if b'"encoding_format":"base64"' in request.content else EMBEDDING_BODY
+        content = request.content.replace(b": ", b":")
+        body = EMBEDDING_BODY_BASE64 if b'"encoding_format":"base64"' in content else EMBEDDING_BODY
         return httpx_module.Response(200, content=body, headers=JSON_HEADERS)
     return httpx_module.Response(404, content=NOT_FOUND_BODY, headers=JSON_HEADERS)
 
@@ -709,6 +711,101 @@ def released() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# The hooks alone, hot
+
+
+def _best_us(call: Callable[[], None], calls: int, repeats: int) -> float:
+    """The fastest of `repeats` loops of `calls` calls, per call: the cost with everything cached."""
+    clock = time.perf_counter
+    best = float("inf")
+    for _ in range(repeats):
+        start = clock()
+        for _ in repeat(None, calls):
+            call()
+        best = min(best, (clock() - start) / calls)
+    return best * 1e6
+
+
+def hooks_hot(repeats: int) -> dict[str, Any]:
+    """The package's hooks timed in tight loops, without the SDK's call around them.
+
+    What the openai patch does for one call (start, read the parsed response, price, end) around a
+    stand-in for the SDK's request method that returns a parsed completion: with the API's no-op
+    providers (the package's own code) and with the SDK's (the hot floor's terms). And the stream hook:
+    parsed chunks through the stream proxy, less a plain loop over them and less a call's start and end.
+    """
+    from openai._models import FinalRequestOptions
+    from openai.types.chat import ChatCompletion
+
+    from otel_tokencost.instrumentation.openai import _Patch
+    from otel_tokencost.operations import CHAT_COMPLETIONS
+    from otel_tokencost.stream import StreamProxy
+    from otel_tokencost.telemetry import Telemetry
+
+    client = in_process_client()
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options=STREAM_OPTIONS
+        )
+    )
+    options = FinalRequestOptions.construct(method="post", url="/chat/completions", json_data={})
+    request_args = (ChatCompletion, options)
+    body = {"model": MODEL, "messages": MESSAGES}
+
+    def sdk_request(*args: Any, **kwargs: Any) -> Any:
+        return completion
+
+    def wrapper_call(patch: _Patch) -> Callable[[], None]:
+        def call() -> None:
+            options.json_data = {**body}  # the SDK builds it afresh for each call
+            patch.sync_request(sdk_request, client, request_args, {})
+
+        return call
+
+    def bare_call() -> None:
+        options.json_data = {**body}
+        sdk_request(*request_args)
+
+    calls = 2000
+    own = Telemetry.from_config(NoOpTracerProvider(), NoOpMeterProvider())
+    full = Telemetry.from_config(tracer_provider, meter_provider)
+    bare_us = _best_us(bare_call, calls, repeats)
+    own_us = _best_us(wrapper_call(_Patch(own, True)), calls, repeats) - bare_us
+    full_us = _best_us(wrapper_call(_Patch(full, True)), calls, repeats) - bare_us
+    floor_us = _best_us(_floor_call(), calls, repeats)
+
+    endpoint = own.endpoint(IN_PROCESS_BASE_URL)
+    stream_body = {**body, "stream": True}
+
+    def plain_loop() -> None:
+        for _chunk in iter(chunks):
+            pass
+
+    def start_end() -> None:
+        own.start(endpoint, CHAT_COMPLETIONS, stream_body).end()
+
+    def proxied_loop() -> None:
+        for _chunk in StreamProxy(iter(chunks), own.start(endpoint, CHAT_COMPLETIONS, stream_body), False):
+            pass
+
+    stream_calls = 300
+    per_chunk = (
+        _best_us(proxied_loop, stream_calls, repeats)
+        - _best_us(start_end, stream_calls, repeats)
+        - _best_us(plain_loop, stream_calls, repeats)
+    ) / len(chunks)
+    return {
+        "own_code_us": own_us,
+        "with_sdk_us": full_us,
+        "hot_floor_us": floor_us,
+        "with_sdk_x_hot_floor": full_us / floor_us,
+        "per_chunk_us": per_chunk,
+        "chunks": len(chunks),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 # Import time
 
 
@@ -814,8 +911,10 @@ def guards(
 ) -> list[Guard]:
     chat, embeddings = by_name["in-process chat"], by_name["in-process embeddings"]
     return [
-        Guard("in-process chat added, in floors", chat.added_x_floor or 0.0, GUARD_ADDED_X_FLOOR),
-        Guard("in-process embeddings added, in floors", embeddings.added_x_floor or 0.0, GUARD_ADDED_X_FLOOR),
+        Guard("in-process chat added, in hot floors", chat.added_x_floor or 0.0, GUARD_ADDED_X_FLOOR),
+        Guard(
+            "in-process embeddings added, in hot floors", embeddings.added_x_floor or 0.0, GUARD_ADDED_X_FLOOR
+        ),
         Guard(
             "in-process stream added µs per chunk",
             by_name["in-process stream"].added_per_chunk_us or 0.0,
@@ -876,6 +975,13 @@ def main(argv: list[str] | None = None) -> int:
     if v2_reason:
         print(f"openai-v2 comparison skipped: {v2_reason}")
 
+    hot = hooks_hot(repeats=5 if options.quick else 15)
+    print(
+        f"\nhooks alone, hot (best of tight loops): {hot['own_code_us']:.1f} µs of the package's own code "
+        f"per call (no-op providers), {hot['with_sdk_us']:.1f} µs with the SDK's providers = "
+        f"{hot['with_sdk_x_hot_floor']:.2f} hot floors of {hot['hot_floor_us']:.1f} µs; "
+        f"{hot['per_chunk_us']:.2f} µs per stream chunk"
+    )
     refs = released()
     print(
         f"\nreferences: {refs['alive_after_gc']} of {refs['objects']} responses/streams alive after gc "
@@ -910,6 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
             "floor": asdict(floor),
             "cases": {result.name: asdict(result) for result in results},
             "openai_v2": {"available": v2_reason is None, "reason": v2_reason},
+            "hooks_hot": hot,
             "references": refs,
             "memory": mem,
             "import": imports,

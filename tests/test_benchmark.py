@@ -65,6 +65,12 @@ def test_quick_benchmark_passes_its_guards(tmp_path: Path) -> None:
     else:
         assert v2["reason"]
 
+    hot = data["hooks_hot"]
+    assert hot["own_code_us"] > 0 and hot["with_sdk_us"] > hot["own_code_us"], hot
+    assert hot["hot_floor_us"] > 0 and hot["chunks"] == 53, hot
+    assert hot["with_sdk_x_hot_floor"] == hot["with_sdk_us"] / hot["hot_floor_us"], hot
+    assert math.isfinite(hot["per_chunk_us"]), hot
+
     memory = data["memory"]
     assert memory["calls"] > 0 and memory["rss_after_10_percent_mb"] > 0 and memory["rss_end_mb"] > 0
     assert data["references"]["objects"] > 0 and data["references"]["alive_after_gc"] == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from . import names
@@ -269,8 +270,10 @@ _BY_SUFFIX = (
 )
 
 
+@lru_cache(maxsize=512)
 def operation_for(path: str) -> Operation | None:
-    """The operation a request path names, or None for any other endpoint."""
+    """The operation a request path names, or None for any other endpoint (cached: a service calls
+    the same few paths)."""
     path = path.rstrip("/")
     for suffix, operation in _BY_SUFFIX:
         if path.endswith(suffix):
