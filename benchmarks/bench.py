@@ -24,6 +24,11 @@ case, so that a machine whose speed drifts during the run does not skew the rati
 Spans go through a SimpleSpanProcessor to an exporter that drops them; metrics go to an
 InMemoryMetricReader.
 
+"in-process chat, no-op providers" instruments with the API's no-op providers: what it adds is the
+package's own code, in place. "Hooks alone, hot" times the same code without the SDK's call around it,
+best of tight loops: the openai patch's path for one call around a stand-in that returns a parsed
+completion (with no-op providers, then with the SDK's, in hot floors), and the stream hook per chunk.
+
 Then: whether responses and streams are released once the app drops them (weak references), RSS over
 many instrumented calls (tracemalloc off; then a short traced run for the Python heap), and the import
 time of otel_tokencost (`-X importtime` in fresh interpreters, alone and after openai).
