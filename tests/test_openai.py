@@ -612,16 +612,14 @@ def test_non_llm_endpoints_pass_through(instrumented, client) -> None:
     assert instrumented.spans() == ()
 
 
+@contextlib.contextmanager
 def suppressed(plain_key_only: bool):
     """Instrumentation suppressed the standard way, or by the plain key older instrumentations set."""
     if not plain_key_only:
-        return suppress_instrumentation()
-    return _attached(context.set_value("suppress_instrumentation", True))
-
-
-@contextlib.contextmanager
-def _attached(ctx):
-    token = context.attach(ctx)
+        with suppress_instrumentation():
+            yield
+        return
+    token = context.attach(context.set_value("suppress_instrumentation", True))
     try:
         yield
     finally:

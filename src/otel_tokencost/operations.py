@@ -158,10 +158,9 @@ def usage_cost(usage: Any) -> Decimal | None:
 def _take_usage(outcome: Outcome, usage: Any) -> None:
     usage = fields(usage)
     outcome.usage = _usage(usage) or outcome.usage
-    if usage.get("cost") is not None or usage.get("cost_in_usd_ticks") is not None:
-        cost = usage_cost(usage)
-        if cost is not None:
-            outcome.reported_cost = cost
+    cost = usage_cost(usage)
+    if cost is not None:
+        outcome.reported_cost = cost
 
 
 def _finish_reasons(outcome: Outcome, choices: Any) -> bool:
@@ -215,13 +214,7 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
         outcome.response_model = chunk.get("model")
         outcome.response_id = chunk.get("id")
     choices = chunk.get("choices")
-    finished = False
-    if choices:
-        for choice in choices:  # most chunks finish nothing: look before calling
-            is_dict = choice.__class__ is dict
-            if choice.get("finish_reason") if is_dict else getattr(choice, "finish_reason", None):
-                finished = _finish_reasons(outcome, choices)
-                break
+    finished = _finish_reasons(outcome, choices) if choices else False
     usage = chunk.get("usage")
     if usage is None:
         if not finished:

@@ -41,7 +41,11 @@ class Endpoint:
     address: str
     port: int
     known_provider: bool = False
-    is_openai: bool = False  # OpenAI's own API (which has its own span attributes)
+
+    @property
+    def is_openai(self) -> bool:
+        """OpenAI's own API (which has span attributes of its own)."""
+        return self.address == OPENAI_HOST
 
 
 @lru_cache(maxsize=256)
@@ -62,7 +66,6 @@ def endpoint_for(base_url: str, provider: str | None = None) -> Endpoint:
         address=host,
         port=port,
         known_provider=known is not None,
-        is_openai=host == OPENAI_HOST,
     )
 
 

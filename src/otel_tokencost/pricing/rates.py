@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
-MTOK = Decimal(1_000_000)
 KCOUNT = Decimal(1_000)
 
 
