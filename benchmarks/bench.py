@@ -55,6 +55,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import weakref
@@ -169,6 +170,19 @@ def _embedding_body(as_base64: bool) -> bytes:
 
 EMBEDDING_BODY = _embedding_body(False)
 EMBEDDING_BODY_BASE64 = _embedding_body(True)
+BATCH_INPUTS, BATCH_DIMENSIONS = 32, 1536
+BATCH_CASE = f"requests wrapper alone, embeddings {BATCH_INPUTS}x{BATCH_DIMENSIONS}"
+
+
+def _embedding_batch_body() -> bytes:
+    """A batch of long float vectors (~0.6 MB of JSON): what a raw `requests` user gets back."""
+    vector = [round((index % 251 - 125) / 1000, 6) for index in range(BATCH_DIMENSIONS)]
+    data = [{"object": "embedding", "index": index, "embedding": vector} for index in range(BATCH_INPUTS)]
+    usage = {"prompt_tokens": 4 * BATCH_INPUTS, "total_tokens": 4 * BATCH_INPUTS}
+    return _dumps({"object": "list", "data": data, "model": EMBEDDING_MODEL, "usage": usage})
+
+
+EMBEDDING_BATCH_BODY = _embedding_batch_body()
 NOT_FOUND_BODY = _dumps({"error": {"message": "Unknown request URL", "type": "invalid_request_error"}})
 JSON_HEADERS = {"content-type": "application/json"}
 SSE_HEADERS = {"content-type": "text/event-stream"}
@@ -190,14 +204,22 @@ def _mock_handler(request: Any) -> Any:
 
 
 class StubAdapter(requests.adapters.BaseAdapter):
-    """A requests transport adapter that answers from memory: chat completions, else 404."""
+    """A requests transport adapter that answers from memory: chat completions, a batch of embeddings,
+    else 404."""
 
     def send(self, request: Any, stream: bool = False, **kwargs: Any) -> requests.Response:
-        llm = request.url.endswith("/chat/completions")
+        url = request.url
+        content = (
+            CHAT_BODY
+            if url.endswith("/chat/completions")
+            else EMBEDDING_BATCH_BODY
+            if url.endswith("/embeddings")
+            else None
+        )
         response = requests.Response()
-        response.status_code = 200 if llm else 404
-        response.reason = "OK" if llm else "Not Found"
-        response._content = CHAT_BODY if llm else NOT_FOUND_BODY
+        response.status_code = 404 if content is None else 200
+        response.reason = "Not Found" if content is None else "OK"
+        response._content = NOT_FOUND_BODY if content is None else content
         response.headers = requests.structures.CaseInsensitiveDict(JSON_HEADERS)
         response.encoding = "utf-8"
         response.url = request.url
@@ -255,12 +277,25 @@ metric_reader = InMemoryMetricReader()
 meter_provider = MeterProvider(metric_readers=[metric_reader])
 
 
+# The stub's and the local server's calls priced at OpenAI's rates, like a gateway in a prices file.
+PRICES_PATH = Path(tempfile.mkdtemp(prefix="otel-tokencost-bench-")) / "prices.json"
+
+
+def write_prices(server: LocalServer) -> None:
+    entries = [{"match": url, "prices_from": "openai"} for url in (STUB_BASE_URL, server.base_url)]
+    PRICES_PATH.write_text(json.dumps({"providers": entries}))
+
+
 def tokencost_on() -> None:
-    otel_tokencost.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    otel_tokencost.instrument(
+        tracer_provider=tracer_provider, meter_provider=meter_provider, prices=str(PRICES_PATH)
+    )
 
 
 def own_code_on() -> None:
-    otel_tokencost.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+    otel_tokencost.instrument(
+        tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider(), prices=str(PRICES_PATH)
+    )
 
 
 def tokencost_off() -> None:
@@ -549,6 +584,7 @@ def build_cases(server: LocalServer) -> tuple[Case, list[Case], list[Case], str 
     headers = {"Authorization": f"Bearer {API_KEY}"}
     chat_body = {"model": MODEL, "messages": MESSAGES}
     files_body = {"purpose": "batch"}
+    batch_body = {"model": EMBEDDING_MODEL, "input": ["four words of text"] * BATCH_INPUTS}
 
     def requests_chat() -> None:
         requests.post(f"{server.base_url}/chat/completions", json=chat_body, headers=headers)
@@ -562,6 +598,9 @@ def build_cases(server: LocalServer) -> tuple[Case, list[Case], list[Case], str 
     def stub_files() -> None:
         session.post(f"{STUB_BASE_URL}/files", json=files_body, headers=headers)
 
+    def stub_embeddings_batch() -> None:
+        session.post(f"{STUB_BASE_URL}/embeddings", json=batch_body, headers=headers)
+
     on, off = tokencost_on, tokencost_off
     cases = [
         Case("in-process chat", in_process["chat"], on, off),
@@ -574,6 +613,12 @@ def build_cases(server: LocalServer) -> tuple[Case, list[Case], list[Case], str 
         Case("requests.post loopback non-LLM", requests_files, on, off, spans_per_call=0, llm_call=False),
         Case("requests wrapper alone, chat", stub_chat, on, off),
         Case("requests wrapper alone, non-LLM", stub_files, on, off, spans_per_call=0, llm_call=False),
+        Case(
+            f"requests wrapper alone, embeddings {BATCH_INPUTS}x{BATCH_DIMENSIONS}",
+            stub_embeddings_batch,
+            on,
+            off,
+        ),
         # The API's no-op providers: what is left is the package's own code.
         Case("in-process chat, no-op providers", in_process["chat"], own_code_on, off, spans_per_call=0),
     ]
@@ -921,6 +966,11 @@ def guards(
             "in-process embeddings added, in hot floors", embeddings.added_x_floor or 0.0, GUARD_ADDED_X_FLOOR
         ),
         Guard(
+            "requests embeddings batch added, in hot floors",
+            by_name[BATCH_CASE].added_x_floor or 0.0,
+            GUARD_ADDED_X_FLOOR,
+        ),
+        Guard(
             "in-process stream added µs per chunk",
             by_name["in-process stream"].added_per_chunk_us or 0.0,
             GUARD_US_PER_CHUNK,
@@ -957,9 +1007,11 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     with LocalServer() as server:
+        write_prices(server)
         floor_case, cases, v2_cases, v2_reason = build_cases(server)
-        for case in cases[:3]:
-            check_priced(case)
+        for case in cases:
+            if case.llm_call and case.spans_per_call:
+                check_priced(case)
         gc.collect()
         gc.freeze()  # the modules' objects: each round's gc.collect() then only walks what the calls made
         floor = measure(floor_case, rounds, round_seconds)

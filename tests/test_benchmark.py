@@ -20,6 +20,7 @@ CASES = (
     "requests.post loopback non-LLM",
     "requests wrapper alone, chat",
     "requests wrapper alone, non-LLM",
+    "requests wrapper alone, embeddings 32x1536",
     "in-process chat, no-op providers",
 )
 STREAMS = ("in-process stream", "loopback stream")

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otel_tokencost.engine import Call
+from otel_tokencost.json_tail import trailing_members
 from otel_tokencost.operations import CHAT_COMPLETIONS, MAX_FINISH_REASONS, RESPONSES, Outcome, parse_usage
 from otel_tokencost.pricing import Pricer, PricesFileError, Usage, load
 from otel_tokencost.providers import endpoint_for
@@ -95,6 +96,49 @@ def test_sse_observer_takes_any_sse_like_text(tokens) -> None:
     observer = SSEObserver(call)
     observer.feed(b"".join(tokens))
     observer.finish()
+
+
+TAIL_KEYS = ("model", "usage")
+tail_names = st.sampled_from(["model", "usage", "data", "id", "object", 'say "model', ""])
+tail_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8) | tail_names,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(tail_names, children, max_size=4),
+    max_leaves=16,
+)
+json_layouts = st.sampled_from(
+    [{}, {"indent": 2}, {"separators": (",", ":")}, {"ensure_ascii": False}, {"separators": (" , ", " : ")}]
+)
+
+
+@given(st.dictionaries(tail_names, tail_values, max_size=6), json_layouts)
+def test_the_tail_reader_agrees_with_a_full_decode(document, layout) -> None:
+    """Whatever the members' order, nesting and decoys, the trailing members read are those of the whole
+    object, or none are read (and the caller decodes it all)."""
+    body = json.dumps(document, **layout).encode()
+    members = trailing_members(body, TAIL_KEYS)
+    if members is not None:
+        for key in TAIL_KEYS:
+            assert members.get(key, "absent") == document.get(key, "absent")
+
+
+def test_the_tail_reader_reads_the_usual_layout_and_refuses_what_is_not_the_top_level() -> None:
+    tail = {"model": "m", "usage": {"prompt_tokens": 3}}
+    assert trailing_members(json.dumps({"data": [[0.5] * 9], **tail}, indent=2).encode(), TAIL_KEYS) == tail
+    nested = {"data": [{"model": "x", "usage": {"prompt_tokens": 1}}]}
+    assert trailing_members(json.dumps(nested).encode(), TAIL_KEYS) is None
+    earlier = {"usage": {"prompt_tokens": 3}, "model": "m", "extra": {"usage": {"prompt_tokens": 1}}}
+    assert trailing_members(json.dumps(earlier).encode(), TAIL_KEYS) is None
+    for text in (b'["model", "usage"]', b'{"model":"m","usage":{}', b'{"model":"m"} x', b"\xff" * 9):
+        assert trailing_members(text, TAIL_KEYS) is None
+
+
+@given(
+    st.binary(max_size=200)
+    | st.lists(st.sampled_from([b'"model"', b'"usage"', b":", b",", b"{", b"}"])).map(b"".join)
+)
+def test_the_tail_reader_takes_any_bytes(body) -> None:
+    members = trailing_members(body, TAIL_KEYS)
+    assert members is None or isinstance(members, dict)
 
 
 def test_a_100_mb_body_is_not_kept() -> None:

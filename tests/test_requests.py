@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -106,6 +107,39 @@ def test_other_endpoints(traced, server, path, body, span_name) -> None:
     assert span.name == span_name
     expected_input = returned.get("prompt_tokens", returned.get("input_tokens"))
     assert span.attributes[names.USAGE_INPUT_TOKENS] == expected_input
+
+
+def test_a_large_embeddings_body_is_read_from_its_tail(telemetry, server, tmp_path, monkeypatch) -> None:
+    """A batch of long vectors (here ~1 MB of JSON) is priced without decoding its floats a second time:
+    only the trailing `model` and `usage` members are decoded."""
+    from otel_tokencost.instrumentation import requests as requests_patch
+
+    decoded: list[int] = []
+    monkeypatch.setattr(
+        requests_patch,
+        "json",
+        SimpleNamespace(loads=lambda body: decoded.append(len(body)) or json.loads(body)),
+    )
+    prices = tmp_path / "prices.json"  # the local server, priced as OpenAI
+    prices.write_text(json.dumps({"providers": [{"match": server.base_url, "prices_from": "openai"}]}))
+    RequestsInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider, prices=str(prices)
+    )
+    try:
+        inputs = [f"item{index} alpha beta" for index in range(64)]
+        body = {"model": "text-embedding-3-small", "input": inputs, "dimensions": 1536}
+        response = post(server, "/embeddings", body)
+    finally:
+        RequestsInstrumentor().uninstrument()
+    assert len(response.content) > 500_000
+    assert [len(item["embedding"]) for item in response.json()["data"]] == [1536] * 64
+    assert decoded == []
+    span = telemetry.span()
+    assert span.attributes[names.USAGE_INPUT_TOKENS] == 192
+    assert span.attributes[names.RESPONSE_MODEL] == "text-embedding-3-small"
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(
+        genai_cost("text-embedding-3-small", 192, 0, provider="openai")
+    )
 
 
 def test_session_and_prices_file(telemetry, server, tmp_path) -> None:

@@ -248,12 +248,17 @@ class Operation:
     read: Callable[[Outcome, Any], None]
     read_chunk: Callable[[Outcome, Any], bool]
     accepts_stream_options: bool
+    # When `read` needs only these top-level members, a transport holding the raw body decodes just
+    # them (`json_tail`): an embeddings body is megabytes of floats before its `model` and `usage`.
+    read_keys: tuple[str, ...] = ()
 
 
 CHAT_COMPLETIONS = Operation(names.CHAT, "chat_completions", _read_choices, _read_choices_chunk, True)
 RESPONSES = Operation(names.CHAT, "responses", _read_response, _read_response_event, False)
 COMPLETIONS = Operation(names.TEXT_COMPLETION, None, _read_choices, _read_choices_chunk, True)
-EMBEDDINGS = Operation(names.EMBEDDINGS, None, _read_embeddings, _read_choices_chunk, False)
+EMBEDDINGS = Operation(
+    names.EMBEDDINGS, None, _read_embeddings, _read_choices_chunk, False, read_keys=("model", "usage")
+)
 
 _BY_SUFFIX = (
     ("/chat/completions", CHAT_COMPLETIONS),

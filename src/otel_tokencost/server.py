@@ -51,7 +51,8 @@ DEFAULT_MODEL = "local-model"
 MAX_ECHO_WORDS = 12
 MAX_BODIES = 100
 MAX_ATTEMPT_KEYS = 1024
-EMBEDDING_SIZE = 8
+EMBEDDING_SIZE = 8  # floats per vector unless the request asks for `dimensions`
+MAX_EMBEDDING_SIZE = 4096
 
 _DEFAULT = object()  # usage: compute the default
 _OMIT = object()  # usage: leave the key out
@@ -409,21 +410,24 @@ def _embedding_inputs(value: Any) -> list[Any]:
     return [] if value == [] else [value]
 
 
-def _vector(item: Any) -> list[float]:
+def _vector(item: Any, size: int) -> list[float]:
     """A deterministic embedding vector for one input (exact in float32, so base64 round-trips)."""
     digest = hashlib.sha256(_dumps(item).encode()).digest()
-    return [(byte - 128) / 128 for byte in digest[:EMBEDDING_SIZE]]
+    return [(digest[index % len(digest)] - 128) / 128 for index in range(size)]
 
 
 def _embeddings(call: _Call) -> dict[str, Any]:
-    """``POST /v1/embeddings``."""
+    """``POST /v1/embeddings``; `dimensions` sets the vectors' length (up to 4096)."""
     inputs = call.body.get("input")
     as_base64 = call.body.get("encoding_format") == "base64"
+    size = call.body.get("dimensions")
+    if not (size.__class__ is int and 0 < size <= MAX_EMBEDDING_SIZE):
+        size = EMBEDDING_SIZE
     data = []
     for index, item in enumerate(_embedding_inputs(inputs)):
-        vector: Any = _vector(item)
+        vector: Any = _vector(item, size)
         if as_base64:
-            vector = base64.b64encode(struct.pack(f"<{EMBEDDING_SIZE}f", *vector)).decode()
+            vector = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": vector})
     tokens = len(_words(inputs))
     payload = {"object": "list", "data": data, "model": call.model}

@@ -19,6 +19,7 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from ..budgets import BudgetExceededError
 from ..engine import Call, current_call, report_internal_error
+from ..json_tail import trailing_members
 from ..operations import CHAT_COMPLETIONS, Operation, operation_for
 from ..package import _instruments_requests
 from ..sse import SSEObserver
@@ -166,9 +167,14 @@ def _read_body(call: Call, content: Any) -> None:
         observer.feed(content)
         observer.finish()
         return
+    keys = call.operation.read_keys
+    members = trailing_members(content, keys) if keys else None
+    if members is not None:
+        call.read(members)
+        return
     try:
         body = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return  # an HTML error page, say: the span keeps its status and error.type
     if isinstance(body, dict):
         call.read(body)
