@@ -25,10 +25,11 @@ def fields(obj: Any) -> Mapping[str, Any]:
     """
     if obj.__class__ is dict:
         return obj
-    declared = getattr(obj, "__dict__", None)
-    if declared is None:
-        return _EMPTY
-    extra = getattr(obj, "__pydantic_extra__", None)
+    try:  # attribute access, not getattr(): this runs for every stream chunk
+        declared = obj.__dict__
+        extra = obj.__pydantic_extra__
+    except AttributeError:
+        return getattr(obj, "__dict__", _EMPTY)
     return {**declared, **extra} if extra else declared
 
 
@@ -40,8 +41,9 @@ def get(obj: Any, name: str) -> Any:
     """
     if obj.__class__ is dict:
         return obj.get(name)
-    fields = getattr(obj, "__dict__", None)
-    if fields is None:
+    try:
+        fields = obj.__dict__
+    except AttributeError:
         return getattr(obj, name, None)
     value = fields.get(name)
     if value is None and name not in fields:
