@@ -244,6 +244,12 @@ def test_embeddings(client: openai.OpenAI, server: LocalServer) -> None:
     decoded = list(struct.unpack("<8f", base64.b64decode(encoded["data"][0]["embedding"])))
     assert decoded == raw["data"][0]["embedding"]
 
+    # `dimensions` sets the length; the first eight values stay those of the default vector.
+    longer = client.embeddings.create(model="text-embedding-3-small", input=["a b", "c"], dimensions=100)
+    assert [len(d.embedding) for d in longer.data] == [100, 100]  # through the SDK's base64 decoding
+    assert longer.data[0].embedding[:8] == result.data[0].embedding
+    assert longer.data[0].embedding[32:40] == result.data[0].embedding
+
 
 def test_status_500_raises(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as caught:
