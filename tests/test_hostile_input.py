@@ -10,8 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otel_tokencost.engine import Call
+from otel_tokencost.instrumentation.requests import MAX_KEPT, TAIL_WINDOW, JSONObserver
 from otel_tokencost.json_tail import trailing_members
-from otel_tokencost.operations import CHAT_COMPLETIONS, MAX_FINISH_REASONS, RESPONSES, Outcome, parse_usage
+from otel_tokencost.operations import (
+    CHAT_COMPLETIONS,
+    EMBEDDINGS,
+    MAX_FINISH_REASONS,
+    RESPONSES,
+    Outcome,
+    parse_usage,
+)
 from otel_tokencost.pricing import Pricer, PricesFileError, Usage, load
 from otel_tokencost.providers import endpoint_for
 from otel_tokencost.sse import MAX_LINE, SSEObserver
@@ -110,15 +118,19 @@ json_layouts = st.sampled_from(
 )
 
 
-@given(st.dictionaries(tail_names, tail_values, max_size=6), json_layouts)
-def test_the_tail_reader_agrees_with_a_full_decode(document, layout) -> None:
+@given(st.dictionaries(tail_names, tail_values, max_size=6), json_layouts, st.integers(min_value=0))
+def test_the_tail_reader_agrees_with_a_full_decode(document, layout, cut) -> None:
     """Whatever the members' order, nesting and decoys, the trailing members read are those of the whole
-    object, or none are read (and the caller decodes it all)."""
+    object, or none are read (and the caller decodes it all). From a fragment of the object's end, a
+    member read is the object's own."""
     body = json.dumps(document, **layout).encode()
     members = trailing_members(body, TAIL_KEYS)
     if members is not None:
         for key in TAIL_KEYS:
             assert members.get(key, "absent") == document.get(key, "absent")
+    members = trailing_members(body[cut % (len(body) + 1) :], TAIL_KEYS, fragment=True)
+    for key in members or ():
+        assert members[key] == document[key]
 
 
 def test_the_tail_reader_reads_the_usual_layout_and_refuses_what_is_not_the_top_level() -> None:
@@ -162,6 +174,24 @@ def test_a_100_mb_body_is_not_kept() -> None:
     observer.feed(usage)
     observer.finish()
     assert call.outcome.usage == Usage(input_tokens=3, output_tokens=1_000_000)
+
+
+def test_a_large_json_body_read_through_a_stream_keeps_only_its_tail() -> None:
+    """Past MAX_KEPT bytes, a JSON body seen piece by piece keeps only its last TAIL_WINDOW bytes, and an
+    embeddings body's usage is still read from them."""
+    call = Call(FakeTelemetry(), endpoint_for("http://127.0.0.1:1/v1"), EMBEDDINGS, {"model": "m"})
+    observer = JSONObserver(call)
+    item = b"[0.015625,-0.5],"
+    tracemalloc.start()
+    observer.feed(b'{"object":"list","data":[')
+    for _ in range(MAX_KEPT // (len(item) * 4096) * 3):
+        observer.feed(item * 4096)  # 64 KB, a new object each time, as a socket read gives
+    observer.feed(b'[1.0]],"model":"m","usage":{"prompt_tokens":7,"total_tokens":7}}')
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert current < 4 * TAIL_WINDOW
+    observer.finish()
+    assert call.outcome.usage == Usage(input_tokens=7)
 
 
 def test_a_million_finishing_chunks_keep_a_bounded_list() -> None:

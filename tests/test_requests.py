@@ -142,6 +142,45 @@ def test_a_large_embeddings_body_is_read_from_its_tail(telemetry, server, tmp_pa
     )
 
 
+@pytest.mark.parametrize("read", ["json", "iter_content", "raw.read"])
+def test_a_whole_body_read_with_stream_true_is_priced(traced, server, read) -> None:
+    """`stream=True` on a call that does not stream: the JSON body is read as the app reads it."""
+    response = post(server, "/chat/completions", chat_body(), usage(300, 40), stream=True)
+    if read == "json":
+        returned = response.json()
+    elif read == "iter_content":
+        returned = json.loads(b"".join(response.iter_content(chunk_size=7)))
+    else:
+        returned = json.loads(response.raw.read())
+    assert returned["usage"]["prompt_tokens"] == 300
+    span = traced.span()
+    assert span.attributes[names.RESPONSE_ID] == returned["id"]
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
+    assert (span.attributes[names.USAGE_INPUT_TOKENS], span.attributes[names.USAGE_OUTPUT_TOKENS]) == (
+        300,
+        40,
+    )
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 300, 40))
+
+
+@pytest.mark.parametrize("kept", [None, 100_000], ids=["kept whole", "tail only"])
+def test_a_large_embeddings_body_read_with_stream_true(traced, server, monkeypatch, kept) -> None:
+    """Past the bytes kept to read a body whole, the last ones still hold an embeddings body's usage."""
+    from otel_tokencost.instrumentation import requests as requests_patch
+
+    if kept is not None:
+        monkeypatch.setattr(requests_patch, "MAX_KEPT", kept)
+    inputs = [f"item{index} alpha beta" for index in range(64)]
+    body = {"model": "text-embedding-3-small", "input": inputs, "dimensions": 1536}
+    response = post(server, "/embeddings", body, stream=True)
+    pieces = list(response.iter_content(chunk_size=8192))
+    assert sum(map(len, pieces)) > 500_000
+    assert json.loads(b"".join(pieces))["usage"]["prompt_tokens"] == 192
+    span = traced.span()
+    assert span.attributes[names.USAGE_INPUT_TOKENS] == 192
+    assert span.attributes[names.RESPONSE_MODEL] == "text-embedding-3-small"
+
+
 def test_session_and_prices_file(telemetry, server, tmp_path) -> None:
     prices = tmp_path / "prices.json"
     prices.write_text(

@@ -16,9 +16,12 @@ _OBJECT_START = re.compile(rb"[ \t\n\r]*\{")
 _decode = json.JSONDecoder().raw_decode
 
 
-def trailing_members(body: bytes, keys: tuple[str, ...]) -> dict[str, Any] | None:
+def trailing_members(body: bytes, keys: tuple[str, ...], fragment: bool = False) -> dict[str, Any] | None:
     """The members of the object `body` from the first of `keys` to its end, or None when that part is
     not the object's top level as far as can be seen (the caller then decodes the whole body).
+
+    With `fragment`, `body` is only the end of an object whose opening brace the caller has seen: a key
+    that stood at the top level before the fragment is then missed, never misread.
 
     Each key is looked for from the end, so the part decoded holds the last occurrence of every key.
     That part is the top level when it parses as members followed by the object's closing brace and
@@ -28,7 +31,7 @@ def trailing_members(body: bytes, keys: tuple[str, ...]) -> dict[str, Any] | Non
     positions = {key: body.rfind(b'"%s"' % key.encode()) for key in keys}
     found = [key for key, position in positions.items() if position >= 0]
     start = min((positions[key] for key in found), default=-1)
-    if start <= 0 or not _OBJECT_START.match(body):
+    if start <= 0 or not (fragment or _OBJECT_START.match(body)):
         return None
     before = start - 1
     while before > 0 and body[before] in b" \t\n\r":

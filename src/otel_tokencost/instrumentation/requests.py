@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import weakref
+from collections import deque
 from collections.abc import Collection, Iterator
 from typing import Any
 
@@ -26,6 +27,8 @@ from ..sse import SSEObserver
 from ..telemetry import Telemetry
 
 PATHS_ENV = "OTEL_TOKENCOST_REQUESTS_PATHS"
+MAX_KEPT = 16 << 20  # bytes of a streamed JSON body kept to read it whole
+TAIL_WINDOW = 64 << 10  # bytes kept of a larger one, for its trailing members
 STANDARD_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses")
 
 
@@ -155,7 +158,9 @@ def _follow(call: Call, response: Any, streamed: bool) -> None:
         _read_body(call, response.content)
         call.end(error_type=error_type)
         return
-    response.raw = RawProxy(response.raw, call, SSEObserver(call), error_type)
+    content_type = response.headers.get("content-type") or ""
+    observer = JSONObserver(call) if "json" in content_type else SSEObserver(call)
+    response.raw = RawProxy(response.raw, call, observer, error_type)
     weakref.finalize(response, call.end)  # a response dropped unread still ends its span
 
 
@@ -178,6 +183,44 @@ def _read_body(call: Call, content: Any) -> None:
         return  # an HTML error page, say: the span keeps its status and error.type
     if isinstance(body, dict):
         call.read(body)
+
+
+class JSONObserver:
+    """A whole JSON body read through a streamed response (`stream=True` on a call that does not
+    stream): the pieces are kept as they pass and the body is read when it ends.
+
+    Past MAX_KEPT bytes only the last TAIL_WINDOW are kept, enough for an embeddings body's trailing
+    `model` and `usage`; a body that large is never a chat completion.
+    """
+
+    __slots__ = ("_call", "_kept", "_pieces", "_seen")
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+        self._pieces: deque[bytes] = deque()
+        self._kept = self._seen = 0
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        self._pieces.append(data)
+        self._kept += len(data)
+        self._seen += len(data)
+        if self._seen > MAX_KEPT:
+            pieces = self._pieces
+            while self._kept - len(pieces[0]) >= TAIL_WINDOW:
+                self._kept -= len(pieces.popleft())
+
+    def finish(self) -> None:
+        body = b"".join(self._pieces)
+        self._pieces.clear()
+        if self._seen <= MAX_KEPT:
+            _read_body(self._call, body)
+            return
+        keys = self._call.operation.read_keys
+        members = trailing_members(body, keys, fragment=True) if keys else None
+        if members is not None:
+            self._call.read(members)
 
 
 class RawProxy(wrapt.ObjectProxy):
