@@ -18,11 +18,12 @@ FINISH_MARKERS = (b'"finish_reason":"', b'"finish_reason": "')
 class SSEObserver:
     """Feeds a call with the events of an OpenAI-compatible SSE body, chunk by chunk."""
 
-    __slots__ = ("_call", "_first_done", "_last", "_previous", "_tail")
+    __slots__ = ("_call", "_first_done", "_last", "_previous", "_tail", "_tail_size")
 
     def __init__(self, call: Call) -> None:
         self._call = call
-        self._tail = b""
+        self._tail: list[bytes] = []  # the pieces of the line not ended yet, joined when it ends
+        self._tail_size = 0
         self._first_done = False
         self._previous: bytes | None = None
         self._last: bytes | None = None
@@ -31,14 +32,28 @@ class SSEObserver:
         """Take the next bytes of the body, as the user reads them."""
         if not data:
             return
+        if b"\n" not in data:  # a long line read in small pieces: kept, not copied at every piece
+            self._keep(data)
+            return
         if self._tail:
-            data = self._tail + data
+            self._tail.append(data)
+            data = b"".join(self._tail)
+            self._tail.clear()
+            self._tail_size = 0
         lines = data.split(b"\n")
-        tail = lines.pop()
-        self._tail = tail if len(tail) <= MAX_LINE else b""
+        self._keep(lines.pop())
         for line in lines:
             if line.startswith(b"data:"):
                 self._event(line[5:].strip())
+
+    def _keep(self, piece: bytes) -> None:
+        """Keep a piece of the unended line, unless the line grows past MAX_LINE (then drop it)."""
+        self._tail_size += len(piece)
+        if self._tail_size > MAX_LINE:
+            self._tail.clear()
+            self._tail_size = 0
+        elif piece:
+            self._tail.append(piece)
 
     def _event(self, payload: bytes) -> None:
         if not payload or payload == b"[DONE]":
@@ -53,9 +68,11 @@ class SSEObserver:
 
     def finish(self) -> None:
         """The body ended: read the trailing events (usage comes last)."""
-        if self._tail.startswith(b"data:"):
-            self._event(self._tail[5:].strip())
-        self._tail = b""
+        tail = b"".join(self._tail)
+        self._tail.clear()
+        self._tail_size = 0
+        if tail.startswith(b"data:"):
+            self._event(tail[5:].strip())
         for payload in (self._previous, self._last):
             if payload is not None:
                 self._read(payload)
