@@ -175,7 +175,7 @@ BATCH_CASE = f"requests wrapper alone, embeddings {BATCH_INPUTS}x{BATCH_DIMENSIO
 
 
 def _embedding_batch_body() -> bytes:
-    """A batch of long float vectors (~0.6 MB of JSON): what a raw `requests` user gets back."""
+    """A batch of long float vectors (~0.3 MB of JSON): what a raw `requests` user gets back."""
     vector = [round((index % 251 - 125) / 1000, 6) for index in range(BATCH_DIMENSIONS)]
     data = [{"object": "embedding", "index": index, "embedding": vector} for index in range(BATCH_INPUTS)]
     usage = {"prompt_tokens": 4 * BATCH_INPUTS, "total_tokens": 4 * BATCH_INPUTS}
@@ -278,7 +278,8 @@ meter_provider = MeterProvider(metric_readers=[metric_reader])
 
 
 # The stub's and the local server's calls priced at OpenAI's rates, like a gateway in a prices file.
-PRICES_PATH = Path(tempfile.mkdtemp(prefix="otel-tokencost-bench-")) / "prices.json"
+_PRICES_DIR = tempfile.TemporaryDirectory(prefix="otel-tokencost-bench-")  # removed at exit
+PRICES_PATH = Path(_PRICES_DIR.name) / "prices.json"
 
 
 def write_prices(server: LocalServer) -> None:
@@ -613,12 +614,7 @@ def build_cases(server: LocalServer) -> tuple[Case, list[Case], list[Case], str 
         Case("requests.post loopback non-LLM", requests_files, on, off, spans_per_call=0, llm_call=False),
         Case("requests wrapper alone, chat", stub_chat, on, off),
         Case("requests wrapper alone, non-LLM", stub_files, on, off, spans_per_call=0, llm_call=False),
-        Case(
-            f"requests wrapper alone, embeddings {BATCH_INPUTS}x{BATCH_DIMENSIONS}",
-            stub_embeddings_batch,
-            on,
-            off,
-        ),
+        Case(BATCH_CASE, stub_embeddings_batch, on, off),
         # The API's no-op providers: what is left is the package's own code.
         Case("in-process chat, no-op providers", in_process["chat"], own_code_on, off, spans_per_call=0),
     ]
