@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Literal
 
 logger = logging.getLogger(__name__)
@@ -58,9 +59,14 @@ class BudgetExceededError(RuntimeError):
 def _period_key(period: str | None, now: float) -> int:
     if period is None:
         return 0
-    if period == "day":
-        return int(now // 86400)
-    moment = datetime.fromtimestamp(now, tz=UTC)
+    day = int(now // 86400)
+    return day if period == "day" else _month_of(day)
+
+
+@lru_cache(maxsize=4)
+def _month_of(day: int) -> int:
+    """The UTC month of a day since the epoch (cached: a check and a spend per call ask for it)."""
+    moment = datetime.fromtimestamp(day * 86400, tz=UTC)
     return moment.year * 12 + moment.month
 
 
