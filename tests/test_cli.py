@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from otel_tokencost.cli import main
+from otel_tokencost.tables import money
 
 from conftest import API_KEY, genai_cost
 
@@ -236,3 +237,19 @@ def test_console_spend_table_at_exit(tmp_path, server) -> None:
     assert rows["gpt-4.1"][:4] == ["1", "300", "30", f"{genai_cost('gpt-4.1', 300, 30):.6f}"]
     assert rows["total"] == ["3", f"{mini + genai_cost('gpt-4.1', 300, 30):.6f}"]
     assert API_KEY not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [
+        (None, "unpriced"),
+        (0, "0.000000"),
+        (0.000036, "0.000036"),
+        (12.5, "12.500000"),
+        (0.0000005, "0.00000050"),
+        (4.4e-07, "0.00000044"),
+        (1.234e-09, "0.0000000012"),
+    ],
+)
+def test_tables_show_a_cost_below_a_micro_dollar_by_its_significant_digits(amount, shown) -> None:
+    assert money(amount) == shown

@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
+MICRO_DOLLAR = Decimal("0.000001")
+
 
 def money(amount: Decimal | float | None) -> str:
-    """A USD amount with enough digits for a fraction of a cent; `unpriced` when unknown."""
+    """A USD amount to the micro-dollar (two significant digits below it, never a bare 0.000000 for a
+    cost that is not zero); `unpriced` when unknown."""
     if amount is None:
         return "unpriced"
-    return f"{Decimal(str(amount)):.6f}"
+    value = Decimal(str(amount))
+    if 0 < abs(value) < MICRO_DOLLAR:
+        return f"{value.quantize(Decimal(1).scaleb(value.adjusted() - 1)):f}"
+    return f"{value:.6f}"
 
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
