@@ -50,6 +50,10 @@ def test_demo_prints_the_cost_report_by_model_and_tracking_id() -> None:
     assert rows["deepseek-chat"][0] == "6"  # 3 through the SDK, 3 through requests
     assert Decimal(cost) == round(genai_cost("gpt-4o-mini", int(input_tokens), int(output_tokens)), 6)
     assert rows["my-finetune-v7"][4] == "unpriced"
+    # Through the prices file's gateway entry: OpenAI's embeddings price (its name alone finds none).
+    embeddings_input = int(rows["text-embedding-3-small"][2])
+    embeddings_cost = genai_cost("text-embedding-3-small", embeddings_input, 0, provider="openai")
+    assert embeddings_cost > 0 and Decimal(rows["text-embedding-3-small"][4]) == embeddings_cost
     total = rows["total"]
     assert int(total[0]) == sum(int(row[0]) for name, row in rows.items() if name != "total")
     priced = [Decimal(row[4]) for name, row in rows.items() if name != "total" and row[4] != "unpriced"]

@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, TextIO
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -142,10 +144,23 @@ def run(out: TextIO = sys.stdout) -> int:
     report = SpendReport()
     tracer_provider, meter_provider, exporting = _providers(report)
     budget = Budget(limit=FREE_TIER_BUDGET, tracking_id="free-tier")
-    instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, budgets=[budget])
     try:
-        with LocalServer() as server:
-            print(f"Local OpenAI-compatible server on {server.base_url}", file=out)
+        with LocalServer() as server, tempfile.TemporaryDirectory() as folder:
+            # The server stands for a company gateway in front of OpenAI: a prices file says so (models
+            # OpenAI does not sell, deepseek-chat say, are still priced by their name).
+            prices = Path(folder) / "prices.toml"
+            prices.write_text(f'[[providers]]\nmatch = "{server.base_url}"\nprices_from = "openai"\n')
+            instrument(
+                tracer_provider=tracer_provider,
+                meter_provider=meter_provider,
+                prices=str(prices),
+                budgets=[budget],
+            )
+            print(
+                f"Local OpenAI-compatible server on {server.base_url}, priced as an OpenAI gateway "
+                "by a prices file",
+                file=out,
+            )
             with track(tracking_id="checkout", attributes={"app.feature": "assistant"}):
                 _sync_traffic(openai, server.base_url)
             with track(tracking_id="search"):
