@@ -283,3 +283,17 @@ def test_metric_attribute_sets_stay_bounded_with_endless_model_names() -> None:
         call = Call(telemetry, endpoint, CHAT_COMPLETIONS, {"model": f"model-{index}"})
         call.end()
     assert 0 < len(telemetry.metric_attribute_sets) <= MAX_ATTRIBUTE_SETS
+
+
+def test_pricing_caches_stay_bounded_with_endless_base_urls() -> None:
+    """A gateway with a path per tenant gives a base URL per tenant: the caches start over, never grow."""
+    from otel_tokencost.pricing.pricer import MAX_CACHED
+
+    pricer = Pricer()
+    usage = Usage(input_tokens=10, output_tokens=5)
+    costs = {
+        pricer.price(f"http://gw.internal/t/{index}/v1", "gpt-4o-mini", None, usage, 0).usd
+        for index in range(MAX_CACHED + 300)
+    }
+    assert len(costs) == 1  # every tenant's call priced alike
+    assert 0 < len(pricer._url_providers) <= MAX_CACHED and 0 < len(pricer._quotes) <= MAX_CACHED

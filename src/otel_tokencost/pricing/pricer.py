@@ -102,7 +102,11 @@ class Pricer:
             host = parts.hostname or ""
             url = base_url.rstrip("/")
             entry = next((item for item in self._file_providers if item.matches(host, port, url)), None)
-            found = self._url_providers[base_url] = (entry, genai.provider_for_url(base_url))
+            found = (entry, genai.provider_for_url(base_url))
+            with self._lock:
+                if len(self._url_providers) >= MAX_CACHED:
+                    self._url_providers.clear()  # endless base URLs (a path per tenant, say): start over
+                self._url_providers[base_url] = found
         return found
 
 
