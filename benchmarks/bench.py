@@ -35,7 +35,9 @@ time of otel_tokencost (`-X importtime` in fresh interpreters, alone and after o
 
 "requests wrapper alone" calls `Session.post` on a session whose transport adapter answers from memory
 and which prepares each request once: what remains is the two patched methods, so their cost stands out
-of the noise.
+of the noise. Its embeddings case answers a batch of 32 vectors of 1536 floats (316 KB), which the
+package reads from the body's tail. Every LLM call measured is priced (checked before the rounds): the
+stub and the local server through a prices file that gives them OpenAI's rates.
 
 --check exits 1 when a regression guard fails. The guards are deliberately generous: they are there to
 catch a tenfold regression on a noisy CI machine, not a few percent.
