@@ -164,7 +164,9 @@ def _follow(call: Call, response: Any, streamed: bool) -> None:
     weakref.finalize(response, call.end)  # a response dropped unread still ends its span
 
 
-def _read_body(call: Call, content: Any) -> None:
+def _read_body(call: Call, content: Any, fragment: bool = False) -> None:
+    """Read a whole body: SSE events, else JSON (only its trailing members when the operation needs no
+    more). A `fragment` is the end of a body whose start is gone: only trailing members can be read."""
     if not content or content.__class__ is not bytes:
         return
     if call.body.get("stream") is True or content.startswith(b"data:") or b"\ndata:" in content[:512]:
@@ -173,9 +175,11 @@ def _read_body(call: Call, content: Any) -> None:
         observer.finish()
         return
     keys = call.operation.read_keys
-    members = trailing_members(content, keys) if keys else None
+    members = trailing_members(content, keys, fragment) if keys else None
     if members is not None:
         call.read(members)
+        return
+    if fragment:
         return
     try:
         body = json.loads(content)
@@ -214,13 +218,7 @@ class JSONObserver:
     def finish(self) -> None:
         body = b"".join(self._pieces)
         self._pieces.clear()
-        if self._seen <= MAX_KEPT:
-            _read_body(self._call, body)
-            return
-        keys = self._call.operation.read_keys
-        members = trailing_members(body, keys, fragment=True) if keys else None
-        if members is not None:
-            self._call.read(members)
+        _read_body(self._call, body, fragment=self._seen > MAX_KEPT)
 
 
 class RawProxy(wrapt.ObjectProxy):
