@@ -9,6 +9,9 @@ with perf_counter (a call the host interrupted is an outlier, not a shift). A ca
 round of each variant and, as "added", the median of the per-round differences, so that drift on a noisy
 machine hits both variants alike.
 
+The async client's chat and stream run each call to its end on one event loop (`run_until_complete`),
+so their bare figures include a turn of the loop.
+
 Streams are also timed chunk by chunk as the for loop receives them: "per chunk" is the median step
 between two chunks, instrumented minus bare, by the same rounds. It is what each further chunk costs; the
 per-call part (span, metrics, pricing) is in "added" and in the non-streaming cases.
@@ -46,6 +49,7 @@ catch a tenfold regression on a noisy CI machine, not a few percent.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import gc
 import importlib.metadata
@@ -410,6 +414,39 @@ def in_process_client() -> openai.OpenAI:
     )
 
 
+def openai_async_calls(
+    client: openai.AsyncOpenAI, steps: Steps, loop: asyncio.AbstractEventLoop
+) -> dict[str, Callable[[], None]]:
+    """The async client's chat and stream, each call run to its end on `loop` (bare and instrumented
+    alike pay for the loop's turn)."""
+    run = loop.run_until_complete
+    clock = time.perf_counter
+
+    async def chat() -> None:
+        await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    async def stream() -> None:
+        last = None
+        append = steps.append
+        chunks = await client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options=STREAM_OPTIONS
+        )
+        async for _chunk in chunks:
+            now = clock()
+            if last is not None:
+                append(now - last)
+            last = now
+
+    return {"chat": lambda: run(chat()), "stream": lambda: run(stream())}
+
+
+def in_process_async_client() -> openai.AsyncOpenAI:
+    http_client = httpx_module.AsyncClient(transport=httpx_module.MockTransport(_mock_handler))
+    return openai.AsyncOpenAI(
+        api_key=API_KEY, base_url=IN_PROCESS_BASE_URL, max_retries=0, http_client=http_client
+    )
+
+
 @dataclass
 class Case:
     name: str
@@ -577,10 +614,13 @@ def openai_v2() -> tuple[Any, str | None]:
     return OpenAIInstrumentor, None
 
 
-def build_cases(server: LocalServer) -> tuple[Case, list[Case], list[Case], str | None]:
+def build_cases(
+    server: LocalServer, loop: asyncio.AbstractEventLoop
+) -> tuple[Case, list[Case], list[Case], str | None]:
     floor = Case("floor: SDK span + 4 records", _floor_call(), _nothing, _nothing, bare_call=_nothing)
-    steps, loopback_steps = Steps(), Steps()
+    steps, async_steps, loopback_steps = Steps(), Steps(), Steps()
     in_process = openai_calls(in_process_client(), steps)
+    in_process_async = openai_async_calls(in_process_async_client(), async_steps, loop)
     loopback_client = openai.OpenAI(api_key=API_KEY, base_url=server.base_url, max_retries=0)
     loopback = openai_calls(loopback_client, loopback_steps, {"x-mock-chunks": str(CONTENT_CHUNKS)})
     session = StubSession()
@@ -609,6 +649,15 @@ def build_cases(server: LocalServer) -> tuple[Case, list[Case], list[Case], str 
         Case("in-process chat", in_process["chat"], on, off),
         Case("in-process stream", in_process["stream"], on, off, chunks=STREAM_CHUNKS, steps=steps),
         Case("in-process embeddings", in_process["embeddings"], on, off),
+        Case("in-process async chat", in_process_async["chat"], on, off),
+        Case(
+            "in-process async stream",
+            in_process_async["stream"],
+            on,
+            off,
+            chunks=STREAM_CHUNKS,
+            steps=async_steps,
+        ),
         Case("loopback chat", loopback["chat"], on, off),
         Case("loopback stream", loopback["stream"], on, off, chunks=STREAM_CHUNKS, steps=loopback_steps),
         Case("loopback embeddings", loopback["embeddings"], on, off),
@@ -642,6 +691,7 @@ def build_cases(server: LocalServer) -> tuple[Case, list[Case], list[Case], str 
                 chunks=STREAM_CHUNKS,
                 steps=steps,
             ),
+            Case("openai-v2 in-process async chat", in_process_async["chat"], v2_on, v2_off),
         ]
     return floor, cases, v2_cases, reason
 
@@ -958,8 +1008,12 @@ def guards(
     by_name: dict[str, Result], mem: dict[str, Any], imports: dict[str, Any], refs: dict
 ) -> list[Guard]:
     chat, embeddings = by_name["in-process chat"], by_name["in-process embeddings"]
+    async_chat = by_name["in-process async chat"]
     return [
         Guard("in-process chat added, in hot floors", chat.added_x_floor or 0.0, GUARD_ADDED_X_FLOOR),
+        Guard(
+            "in-process async chat added, in hot floors", async_chat.added_x_floor or 0.0, GUARD_ADDED_X_FLOOR
+        ),
         Guard(
             "in-process embeddings added, in hot floors", embeddings.added_x_floor or 0.0, GUARD_ADDED_X_FLOOR
         ),
@@ -971,6 +1025,11 @@ def guards(
         Guard(
             "in-process stream added µs per chunk",
             by_name["in-process stream"].added_per_chunk_us or 0.0,
+            GUARD_US_PER_CHUNK,
+        ),
+        Guard(
+            "in-process async stream added µs per chunk",
+            by_name["in-process async stream"].added_per_chunk_us or 0.0,
             GUARD_US_PER_CHUNK,
         ),
         Guard(
@@ -1004,9 +1063,10 @@ def main(argv: list[str] | None = None) -> int:
         f"opentelemetry-sdk {info['opentelemetry_sdk']}, otel_tokencost {info['otel_tokencost']}",
         flush=True,
     )
+    loop = asyncio.new_event_loop()
     with LocalServer() as server:
         write_prices(server)
-        floor_case, cases, v2_cases, v2_reason = build_cases(server)
+        floor_case, cases, v2_cases, v2_reason = build_cases(server, loop)
         for case in cases:
             if case.llm_call and case.spans_per_call:
                 check_priced(case)
@@ -1018,6 +1078,8 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases + v2_cases:
             results.append(measure(case, rounds, round_seconds, floor_case.call))
             print(f"  measured {case.name}", file=sys.stderr, flush=True)
+    loop.run_until_complete(loop.shutdown_asyncgens())  # the SDK's unfinished byte iterators
+    loop.close()
     print()
     print(table(floor, results))
     print(
