@@ -65,7 +65,7 @@ import tempfile
 import time
 import tracemalloc
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -829,15 +829,16 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
 
     What the openai patch does for one call (start, read the parsed response, price, end) around a
     stand-in for the SDK's request method that returns a parsed completion: with the API's no-op
-    providers (the package's own code) and with the SDK's (the hot floor's terms). And the stream hook:
-    parsed chunks through the stream proxy, less a plain loop over them and less a call's start and end.
+    providers (the package's own code) and with the SDK's (the hot floor's terms). And the stream hooks,
+    sync and async: parsed chunks through the stream proxy, less a plain loop over them and less a
+    call's start and end.
     """
     from openai._models import FinalRequestOptions
     from openai.types.chat import ChatCompletion
 
     from otel_tokencost.instrumentation.openai import _Patch
     from otel_tokencost.operations import CHAT_COMPLETIONS
-    from otel_tokencost.stream import StreamProxy
+    from otel_tokencost.stream import AsyncStreamProxy, StreamProxy
     from otel_tokencost.telemetry import Telemetry
 
     client = in_process_client()
@@ -887,18 +888,37 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
         for _chunk in StreamProxy(iter(chunks), own.start(endpoint, CHAT_COMPLETIONS, stream_body), False):
             pass
 
+    async def async_chunks() -> AsyncIterator[Any]:
+        for chunk in chunks:
+            yield chunk
+
+    async def plain_async_loop() -> None:
+        async for _chunk in async_chunks():
+            pass
+
+    async def proxied_async_loop() -> None:
+        call = own.start(endpoint, CHAT_COMPLETIONS, stream_body)
+        async for _chunk in AsyncStreamProxy(async_chunks(), call, False):
+            pass
+
     stream_calls = 300
-    per_chunk = (
-        _best_us(proxied_loop, stream_calls, repeats)
-        - _best_us(start_end, stream_calls, repeats)
-        - _best_us(plain_loop, stream_calls, repeats)
-    ) / len(chunks)
+    start_end_us = _best_us(start_end, stream_calls, repeats)
+    plain_us = _best_us(plain_loop, stream_calls, repeats)
+    per_chunk = (_best_us(proxied_loop, stream_calls, repeats) - start_end_us - plain_us) / len(chunks)
+    loop = asyncio.new_event_loop()
+    run = loop.run_until_complete
+    try:
+        plain_async_us = _best_us(lambda: run(plain_async_loop()), stream_calls, repeats)
+        proxied_async_us = _best_us(lambda: run(proxied_async_loop()), stream_calls, repeats)
+    finally:
+        loop.close()
     return {
         "own_code_us": own_us,
         "with_sdk_us": full_us,
         "hot_floor_us": floor_us,
         "with_sdk_x_hot_floor": full_us / floor_us,
         "per_chunk_us": per_chunk,
+        "async_per_chunk_us": (proxied_async_us - start_end_us - plain_async_us) / len(chunks),
         "chunks": len(chunks),
     }
 
@@ -1097,7 +1117,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nhooks alone, hot (best of tight loops): {hot['own_code_us']:.1f} µs of the package's own code "
         f"per call (no-op providers), {hot['with_sdk_us']:.1f} µs with the SDK's providers = "
         f"{hot['with_sdk_x_hot_floor']:.2f} hot floors of {hot['hot_floor_us']:.1f} µs; "
-        f"{hot['per_chunk_us']:.2f} µs per stream chunk"
+        f"{hot['per_chunk_us']:.2f} µs per stream chunk, {hot['async_per_chunk_us']:.2f} µs per async one"
     )
     refs = released()
     print(
