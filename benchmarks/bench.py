@@ -22,8 +22,8 @@ case, so that a machine whose speed drifts during the run does not skew the rati
 - in place: a third variant runs the bare call followed by that SDK work, and the floor is its
   difference from the bare call. This is what the work costs where an instrumentation does it, after
   the SDK's own call has filled the caches with other things; "x floor" divides by it.
-- hot: the same work alone in a tight loop (the first row), where everything stays cached. It is about
-  half the floor in place; "x hot floor" divides by it.
+- hot: the same work alone in a tight loop, where everything stays cached. It is about half the floor
+  in place; "x hot floor" divides by it. The first row is its median over all the cases.
 Spans go through a SimpleSpanProcessor to an exporter that drops them; metrics go to an
 InMemoryMetricReader.
 
@@ -365,10 +365,6 @@ def _floor_call() -> Callable[[], None]:
     return call
 
 
-def _nothing() -> None:
-    pass
-
-
 # ---------------------------------------------------------------------------------------------
 # The measured calls
 
@@ -457,7 +453,6 @@ class Case:
     llm_call: bool = True  # compared with the floor (a non-LLM call emits nothing)
     chunks: int = 0
     steps: Steps | None = None  # streams: the chunk steps of the calls
-    bare_call: Callable[[], None] | None = None  # the floor's bare variant is an empty call
 
 
 @dataclass
@@ -500,23 +495,17 @@ def _paired(bare: list[float], instrumented: list[float]) -> float:
     return statistics.median(i - b for b, i in zip(bare, instrumented, strict=True))
 
 
-def measure(
-    case: Case, rounds: int, round_seconds: float, floor_call: Callable[[], None] | None = None
-) -> Result:
+def measure(case: Case, rounds: int, round_seconds: float, floor_call: Callable[[], None]) -> Result:
     """Interleaved rounds of bare and instrumented calls; medians of rounds and of paired differences.
 
-    With `floor_call`, each round also times a third variant, the bare call followed by the floor's SDK
-    work (the floor in place), and the floor alone in a loop of its own (the hot floor), so that
-    "x floor" compares figures taken side by side even when the machine's speed drifts during the run.
+    Each round also times the floor alone in a loop of its own (the hot floor) and, for an LLM call, a
+    third variant, the bare call followed by the floor's SDK work (the floor in place), so that "x floor"
+    compares figures taken side by side even when the machine's speed drifts during the run.
     """
-    bare_call = case.bare_call or case.call
-    in_place = floor_call is not None and case.llm_call
-    floor_calls = 0
-    if floor_call is not None:
-        floor_calls = max(5, round(round_seconds / 10 / (_timed(floor_call, 20) / 1e6)))
+    floor_calls = max(5, round(round_seconds / 10 / (_timed(floor_call, 20) / 1e6)))
 
     def bare_then_floor() -> None:
-        bare_call()
+        case.call()
         floor_call()
 
     case.on()
@@ -526,7 +515,7 @@ def measure(
     calls = max(1, round(round_seconds / (per_call / 1e6)))
     warmup = max(1, calls // 10)
     case.off()
-    variants = [BARE, INSTRUMENTED, BARE_THEN_FLOOR] if in_place else [BARE, INSTRUMENTED]
+    variants = [BARE, INSTRUMENTED, BARE_THEN_FLOOR] if case.llm_call else [BARE, INSTRUMENTED]
     timings: dict[str, list[float]] = {variant: [] for variant in variants}
     steps: dict[str, list[float]] = {variant: [] for variant in variants}
     floors = []
@@ -541,7 +530,7 @@ def measure(
             if on != state:
                 (case.on if on else case.off)()
                 state = on
-            call = case.call if on else bare_call if variant == BARE else bare_then_floor
+            call = case.call if variant != BARE_THEN_FLOOR else bare_then_floor
             for _ in range(warmup):
                 call()
             gc.collect()
@@ -558,8 +547,7 @@ def measure(
                 raise SystemExit(
                     f"{case.name}: {spans} spans in a round of {calls} calls ({variant}), expected {expected}"
                 )
-        if floor_call is not None:
-            floors.append(_timed(floor_call, floor_calls))
+        floors.append(_timed(floor_call, floor_calls))
     if state:
         case.off()
     bare, instrumented = timings[BARE], timings[INSTRUMENTED]
@@ -574,11 +562,9 @@ def measure(
         bare_rounds_us=[round(value, 3) for value in bare],
         instrumented_rounds_us=[round(value, 3) for value in instrumented],
     )
-    if floors:
-        result.floor_us = statistics.median(floors)
-        if case.llm_call:
-            result.added_x_floor = result.added_us / result.floor_us
-    if in_place:
+    result.floor_us = statistics.median(floors)
+    if case.llm_call:
+        result.added_x_floor = result.added_us / result.floor_us
         result.floor_in_place_us = _paired(bare, timings[BARE_THEN_FLOOR])
         result.added_x_floor_in_place = result.added_us / result.floor_in_place_us
     if case.steps is not None:
@@ -587,6 +573,21 @@ def measure(
         result.added_per_chunk_us = _paired(steps[BARE], steps[INSTRUMENTED])
         result.added_over_chunks_us = result.added_us / case.chunks
     return result
+
+
+def hot_floor(results: list[Result]) -> Result:
+    """The first row: the hot floor the ratios divide by, the median of the cases' own timings of it."""
+    floor_us = statistics.median(result.floor_us for result in results if result.floor_us is not None)
+    return Result(
+        name="hot floor: SDK span + 4 records",
+        bare_us=0.0,
+        instrumented_us=floor_us,
+        added_us=floor_us,
+        rounds=sum(result.rounds for result in results),
+        calls_per_round=0,
+        floor_us=floor_us,
+        added_x_floor=1.0,
+    )
 
 
 def check_priced(case: Case) -> None:
@@ -616,8 +617,7 @@ def openai_v2() -> tuple[Any, str | None]:
 
 def build_cases(
     server: LocalServer, loop: asyncio.AbstractEventLoop
-) -> tuple[Case, list[Case], list[Case], str | None]:
-    floor = Case("floor: SDK span + 4 records", _floor_call(), _nothing, _nothing, bare_call=_nothing)
+) -> tuple[list[Case], list[Case], str | None]:
     steps, async_steps, loopback_steps = Steps(), Steps(), Steps()
     in_process = openai_calls(in_process_client(), steps)
     in_process_async = openai_async_calls(in_process_async_client(), async_steps, loop)
@@ -693,7 +693,7 @@ def build_cases(
             ),
             Case("openai-v2 in-process async chat", in_process_async["chat"], v2_on, v2_off),
         ]
-    return floor, cases, v2_cases, reason
+    return cases, v2_cases, reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1086,18 +1086,18 @@ def main(argv: list[str] | None = None) -> int:
     loop = asyncio.new_event_loop()
     with LocalServer() as server:
         write_prices(server)
-        floor_case, cases, v2_cases, v2_reason = build_cases(server, loop)
+        cases, v2_cases, v2_reason = build_cases(server, loop)
+        floor_call = _floor_call()
         for case in cases:
             if case.llm_call and case.spans_per_call:
                 check_priced(case)
         gc.collect()
         gc.freeze()  # the modules' objects: each round's gc.collect() then only walks what the calls made
-        floor = measure(floor_case, rounds, round_seconds)
-        floor.added_x_floor = 1.0
         results = []
         for case in cases + v2_cases:
-            results.append(measure(case, rounds, round_seconds, floor_case.call))
+            results.append(measure(case, rounds, round_seconds, floor_call))
             print(f"  measured {case.name}", file=sys.stderr, flush=True)
+        floor = hot_floor(results)
     loop.run_until_complete(loop.shutdown_asyncgens())  # the SDK's unfinished byte iterators
     loop.close()
     print()

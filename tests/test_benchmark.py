@@ -13,6 +13,8 @@ CASES = (
     "in-process chat",
     "in-process stream",
     "in-process embeddings",
+    "in-process async chat",
+    "in-process async stream",
     "loopback chat",
     "loopback stream",
     "loopback embeddings",
@@ -23,7 +25,7 @@ CASES = (
     "requests wrapper alone, embeddings 32x1536",
     "in-process chat, no-op providers",
 )
-STREAMS = ("in-process stream", "loopback stream")
+STREAMS = ("in-process stream", "in-process async stream", "loopback stream")
 # Calls the instrumentation measures in memory, where what it adds stands well above the noise.
 PRECISE = ("in-process chat", "in-process stream", "in-process embeddings", "requests wrapper alone, chat")
 
@@ -58,10 +60,20 @@ def test_quick_benchmark_passes_its_guards(tmp_path: Path) -> None:
         assert cases[name]["chunks"] > 0, name
         assert cases[name]["chunk_bare_us"] > 0 and cases[name]["chunk_instrumented_us"] > 0, name
     assert math.isfinite(cases["in-process stream"]["added_per_chunk_us"])
+    assert math.isfinite(cases["in-process async stream"]["added_per_chunk_us"])
+    # The first row is the hot floor the cases divided by.
+    assert (
+        floor["added_x_floor"] == 1.0
+        and min(case["floor_us"] for case in cases.values() if case["floor_us"]) <= floor["added_us"]
+    )
 
     v2 = data["openai_v2"]
     if v2["available"]:
-        for name in ("openai-v2 in-process chat", "openai-v2 in-process stream"):
+        for name in (
+            "openai-v2 in-process chat",
+            "openai-v2 in-process stream",
+            "openai-v2 in-process async chat",
+        ):
             assert cases[name]["bare_us"] > 0 and cases[name]["instrumented_us"] > 0, name
     else:
         assert v2["reason"]
@@ -70,7 +82,7 @@ def test_quick_benchmark_passes_its_guards(tmp_path: Path) -> None:
     assert hot["own_code_us"] > 0 and hot["with_sdk_us"] > hot["own_code_us"], hot
     assert hot["hot_floor_us"] > 0 and hot["chunks"] == 53, hot
     assert hot["with_sdk_x_hot_floor"] == hot["with_sdk_us"] / hot["hot_floor_us"], hot
-    assert math.isfinite(hot["per_chunk_us"]), hot
+    assert math.isfinite(hot["per_chunk_us"]) and math.isfinite(hot["async_per_chunk_us"]), hot
 
     memory = data["memory"]
     assert memory["calls"] > 0 and memory["rss_after_10_percent_mb"] > 0 and memory["rss_end_mb"] > 0
