@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import time
 import tracemalloc
+from types import SimpleNamespace
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from openai.types.chat import ChatCompletionChunk
 
 from otel_tokencost.engine import Call
 from otel_tokencost.instrumentation.requests import MAX_KEPT, TAIL_WINDOW, JSONObserver
@@ -66,6 +69,35 @@ def test_chunk_readers_never_raise(chunks) -> None:
             if isinstance(chunk, dict):
                 operation.read_chunk(outcome, chunk)
         assert len(outcome.finish_reasons) <= MAX_FINISH_REASONS
+
+
+def _as_object(value: Any) -> Any:
+    if isinstance(value, dict):
+        return SimpleNamespace(**{key: _as_object(item) for key, item in value.items()})
+    return [_as_object(item) for item in value] if isinstance(value, list) else value
+
+
+def test_a_chunk_reads_the_same_as_a_dict_an_sdk_model_or_any_object() -> None:
+    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    finishing = {"index": 0, "delta": {}, "finish_reason": "stop"}
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]},
+        {**base, "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}], "usage": None},
+        {**base, "choices": [finishing], "x_groq": {"usage": {"prompt_tokens": 3, "completion_tokens": 2}}},
+        {**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}},
+    ]
+    shapes = {
+        "dict": chunks,
+        "sdk model": [ChatCompletionChunk.model_validate(chunk) for chunk in chunks],
+        "object": [_as_object(chunk) for chunk in chunks],  # the first lacks `usage`, the rest `object`
+    }
+    for shape, shaped in shapes.items():
+        outcome = Outcome()
+        usage_only = [CHAT_COMPLETIONS.read_chunk(outcome, chunk) for chunk in shaped]
+        assert usage_only == [False, False, False, True], shape
+        assert (outcome.response_model, outcome.response_id) == ("m", "chatcmpl-1"), shape
+        assert outcome.finish_reasons == ["stop"], shape
+        assert outcome.usage == Usage(5, 7), shape
 
 
 class FakeTelemetry(Telemetry):

@@ -170,7 +170,13 @@ def _finish_reasons(outcome: Outcome, choices: Any) -> bool:
     finished = False
     reasons = outcome.finish_reasons
     for choice in choices:
-        reason = get(choice, "finish_reason")
+        if choice.__class__ is dict:
+            reason = choice.get("finish_reason")
+        else:
+            try:  # an SDK model's declared field: a plain attribute, read without a lookup by name
+                reason = choice.finish_reason
+            except AttributeError:
+                reason = get(choice, "finish_reason")
         if reason:
             finished = True
             if len(reasons) < MAX_FINISH_REASONS:
@@ -211,17 +217,22 @@ def _read_response(outcome: Outcome, body: Any) -> None:
 
 def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
     """Read one Chat Completions / Completions chunk; True when it is the usage-only chunk."""
-    chunk = fields(chunk)
+    if chunk.__class__ is dict:
+        model, choices, usage = chunk.get("model"), chunk.get("choices"), chunk.get("usage")
+    else:
+        try:  # an SDK model's declared fields: plain attributes, the cheapest read for every chunk
+            model, choices, usage = chunk.model, chunk.choices, chunk.usage
+        except AttributeError:
+            members = fields(chunk)
+            model, choices, usage = members.get("model"), members.get("choices"), members.get("usage")
     if not outcome.response_model:  # Azure's first chunk (content filter results) may have no model
-        outcome.response_model = chunk.get("model")
-        outcome.response_id = chunk.get("id")
-    choices = chunk.get("choices")
+        outcome.response_model = model
+        outcome.response_id = get(chunk, "id")
     finished = _finish_reasons(outcome, choices) if choices else False
-    usage = chunk.get("usage")
     if usage is None:
         if not finished:
             return False
-        extra = chunk.get("x_groq")  # Groq: usage in the finishing chunk's x_groq
+        extra = get(chunk, "x_groq")  # Groq: usage in the finishing chunk's x_groq
         usage = get(extra, "usage") if extra is not None else None
         if usage is None:
             return False
