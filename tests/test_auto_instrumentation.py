@@ -74,3 +74,78 @@ def test_disabled_instrumentations_switches_it_off(tmp_path, server) -> None:
     result = run_app(tmp_path, server, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="tokencost_openai")
     assert "APP-RESULT 2000" in result.stdout
     assert console_spans(result.stdout) == []
+
+
+def run_script(script: str, server) -> dict:
+    """Run `script` in a fresh interpreter (nothing imported yet); what it printed last, as JSON."""
+    preamble = textwrap.dedent(
+        f"""
+        import json, sys
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import otel_tokencost
+
+        BASE_URL, API_KEY = {server.base_url!r}, {API_KEY!r}
+        USAGE = json.dumps({{"prompt_tokens": 2000, "completion_tokens": 150, "total_tokens": 2150}})
+        MESSAGES = [{{"role": "user", "content": "hi"}}]
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+        def calls():
+            import openai, requests
+
+            client = openai.OpenAI(base_url=BASE_URL, api_key=API_KEY, max_retries=0)
+            headers = {{"x-mock-usage": USAGE}}
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers)
+            requests.post(BASE_URL + "/chat/completions", json={{"model": "gpt-4o", "messages": MESSAGES}},
+                          headers={{**headers, "Authorization": "Bearer " + API_KEY}})
+            spans = exporter.get_finished_spans()
+            exporter.clear()
+            return [[span.name, span.attributes["gen_ai.usage.cost.amount"]] for span in spans]
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", preamble + textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_instrumenting_imports_neither_library_and_patches_each_when_the_app_does(server) -> None:
+    result = run_script(
+        """
+        otel_tokencost.instrument(tracer_provider=provider)
+        imported = sorted(name for name in ("openai", "requests") if name in sys.modules)
+        print(json.dumps({"imported by instrument()": imported, "spans": calls()}))
+        """,
+        server,
+    )
+    assert result["imported by instrument()"] == []
+    assert result["spans"] == [
+        ["chat gpt-4o-mini", float(genai_cost("gpt-4o-mini", 2000, 150))],
+        ["chat gpt-4o", float(genai_cost("gpt-4o", 2000, 150))],
+    ]
+
+
+def test_uninstrumenting_before_the_import_patches_nothing_and_instrumenting_again_does(server) -> None:
+    result = run_script(
+        """
+        otel_tokencost.instrument(tracer_provider=provider)
+        otel_tokencost.uninstrument()
+        import openai, requests
+
+        patched = [hasattr(openai._base_client.SyncAPIClient.request, "__wrapped__"),
+                   hasattr(requests.Session.send, "__wrapped__")]
+        uninstrumented = calls()
+        otel_tokencost.instrument(tracer_provider=provider)
+        print(json.dumps({"patched": patched, "uninstrumented": uninstrumented, "again": calls()}))
+        """,
+        server,
+    )
+    assert result["patched"] == [False, False] and result["uninstrumented"] == []
+    assert [name for name, _ in result["again"]] == ["chat gpt-4o-mini", "chat gpt-4o"]

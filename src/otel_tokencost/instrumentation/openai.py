@@ -24,6 +24,7 @@ from ..package import _instruments_openai
 from ..providers import Endpoint
 from ..stream import AsyncStreamProxy, StreamProxy
 from ..telemetry import Telemetry
+from .on_import import PatchOnImport
 
 STREAM_USAGE_ENV = "OTEL_TOKENCOST_STREAM_USAGE"
 
@@ -36,11 +37,18 @@ class OpenAIInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         telemetry = Telemetry.for_instrumentor(kwargs)
-        patch = _Patch(telemetry, inject_usage=os.environ.get(STREAM_USAGE_ENV, "inject").lower() != "off")
-        wrapt.wrap_function_wrapper("openai._base_client", "SyncAPIClient.request", patch.sync_request)
-        wrapt.wrap_function_wrapper("openai._base_client", "AsyncAPIClient.request", patch.async_request)
+        inject_usage = os.environ.get(STREAM_USAGE_ENV, "inject").lower() != "off"
+
+        def apply() -> None:
+            patch = _Patch(telemetry, inject_usage)
+            wrapt.wrap_function_wrapper("openai._base_client", "SyncAPIClient.request", patch.sync_request)
+            wrapt.wrap_function_wrapper("openai._base_client", "AsyncAPIClient.request", patch.async_request)
+
+        self._patching = PatchOnImport("openai", apply)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        if not self._patching.cancel():
+            return  # openai was never imported: nothing was patched
         from openai._base_client import AsyncAPIClient, SyncAPIClient
 
         for client in (SyncAPIClient, AsyncAPIClient):

@@ -25,6 +25,7 @@ from ..operations import CHAT_COMPLETIONS, Operation, operation_for
 from ..package import _instruments_requests
 from ..sse import SSEObserver
 from ..telemetry import Telemetry
+from .on_import import PatchOnImport
 
 PATHS_ENV = "OTEL_TOKENCOST_REQUESTS_PATHS"
 MAX_KEPT = 16 << 20  # bytes of a streamed JSON body kept to read it whole
@@ -42,11 +43,17 @@ class RequestsInstrumentor(BaseInstrumentor):
         telemetry = Telemetry.for_instrumentor(kwargs)
         configured = os.environ.get(PATHS_ENV, "").split(",")
         extra = tuple("/" + suffix.strip().strip("/") for suffix in configured if suffix.strip())
-        patch = _Patch(telemetry, extra)
-        wrapt.wrap_function_wrapper("requests.sessions", "Session.request", patch.request)
-        wrapt.wrap_function_wrapper("requests.sessions", "Session.send", patch.send)
+
+        def apply() -> None:
+            patch = _Patch(telemetry, extra)
+            wrapt.wrap_function_wrapper("requests.sessions", "Session.request", patch.request)
+            wrapt.wrap_function_wrapper("requests.sessions", "Session.send", patch.send)
+
+        self._patching = PatchOnImport("requests", apply)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        if not self._patching.cancel():
+            return  # requests was never imported: nothing was patched
         import requests
 
         unwrap(requests.Session, "request")

@@ -1,0 +1,47 @@
+"""Patch a library when the app imports it, not when it is instrumented.
+
+`instrument()` and `opentelemetry-instrument` run before the app's imports. Patching at once would import
+the library there: the openai SDK takes about half a second and tens of MB to import, a cost an app that
+has it installed but does not use it (or uses it on one path only) should never pay. A library already
+imported is patched at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import wrapt
+
+from ..engine import report_internal_error
+
+WAITING, APPLIED, CANCELLED = "waiting", "applied", "cancelled"
+
+
+class PatchOnImport:
+    """Runs `apply` once `module` is imported (at once if it is already), unless cancelled before."""
+
+    def __init__(self, module: str, apply: Callable[[], None]) -> None:
+        self.module = module
+        self._apply = apply
+        self._state = WAITING
+        self._lock = threading.Lock()
+        wrapt.register_post_import_hook(self._imported, module)
+
+    def _imported(self, _module: object) -> None:
+        # Runs inside the app's import statement: a failure is logged, never raised into the import.
+        with self._lock:
+            if self._state != WAITING:
+                return
+            try:
+                self._apply()
+                self._state = APPLIED
+            except Exception:
+                report_internal_error(f"patching {self.module}")
+
+    def cancel(self) -> bool:
+        """Keep a patch not yet applied from ever applying; True when it was applied (undo it then)."""
+        with self._lock:
+            applied = self._state == APPLIED
+            self._state = CANCELLED
+            return applied
