@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 from collections.abc import Callable
 from decimal import Decimal
@@ -402,3 +403,24 @@ def test_no_reference_to_responses_or_streams_is_kept(both, client) -> None:
     gc.collect()
     assert [ref() for ref in watched] == [None] * len(watched)
     assert len(both.spans()) == 4  # the abandoned stream and the unread response ended their spans too
+
+
+def test_a_patch_that_fails_while_the_app_imports_its_library_never_fails_the_import(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    from otel_tokencost.instrumentation.on_import import PatchOnImport
+
+    monkeypatch.setenv("OTEL_TOKENCOST_STRICT", "0")
+    (tmp_path / "tokencost_sample_library.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tokencost_sample_library", raising=False)
+
+    def apply() -> None:
+        raise AttributeError("this version has no such method")
+
+    patching = PatchOnImport("tokencost_sample_library", apply)
+    import tokencost_sample_library  # the hook runs inside this import
+
+    assert tokencost_sample_library.VALUE == 42
+    assert "patching tokencost_sample_library failed" in caplog.text
+    assert patching.cancel() is False  # never applied: nothing for uninstrument() to undo

@@ -58,7 +58,7 @@ def report_internal_error(what: str) -> None:
     """Log a failure inside the instrumentation; under tests (OTEL_TOKENCOST_STRICT=1) raise it."""
     if os.environ.get(STRICT_ENV) == "1":
         raise
-    logger.exception("otel_tokencost: %s failed; the call itself is unaffected", what)
+    logger.exception("otel_tokencost: %s failed; the app is unaffected", what)
 
 
 class Call:
