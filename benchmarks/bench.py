@@ -34,7 +34,8 @@ completion (with no-op providers, then with the SDK's, in hot floors), and the s
 
 Then: whether responses and streams are released once the app drops them (weak references), RSS over
 many instrumented calls (tracemalloc off; then a short traced run for the Python heap), and the import
-time of otel_tokencost (`-X importtime` in fresh interpreters, alone and after openai).
+time of otel_tokencost (`-X importtime` in fresh interpreters, alone and after openai) and what
+`instrument()` takes in a fresh interpreter (which must import neither openai nor requests).
 
 "requests wrapper alone" calls `Session.post` on a session whose transport adapter answers from memory
 and which prepares each request once: what remains is the two patched methods, so their cost stands out
@@ -117,6 +118,7 @@ GUARD_US_PER_CHUNK = 15.0
 GUARD_NON_LLM_US = 20.0
 GUARD_MEMORY_MB = 30.0
 GUARD_IMPORT_MS = 150.0
+GUARD_INSTRUMENT_MS = 600.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -938,6 +940,24 @@ def _import_ms(code: str, env: dict[str, str]) -> float:
     raise SystemExit(f"no import time for otel_tokencost in:\n{done.stderr[-2000:]}")
 
 
+INSTRUMENT_CODE = """
+import sys, time
+import otel_tokencost
+start = time.perf_counter()
+otel_tokencost.instrument()
+print((time.perf_counter() - start) * 1e3, *(name in sys.modules for name in ("openai", "requests")))
+"""
+
+
+def _instrument_ms(env: dict[str, str]) -> float:
+    """`instrument()` in a fresh interpreter that has imported neither library (it must not either)."""
+    done = subprocess.run([sys.executable, "-c", INSTRUMENT_CODE], env=env, capture_output=True, text=True)
+    fields = done.stdout.split()
+    if done.returncode != 0 or fields[1:] != ["False", "False"]:
+        raise SystemExit(f"instrument() imported openai or requests, or failed:\n{done.stdout}{done.stderr}")
+    return float(fields[0])
+
+
 def import_time(runs: int) -> dict[str, Any]:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -948,8 +968,11 @@ def import_time(runs: int) -> dict[str, Any]:
     )  # writes the .pyc files
     alone = [_import_ms("import otel_tokencost", env) for _ in range(runs)]
     after_openai = [_import_ms("import openai; import otel_tokencost", env) for _ in range(runs)]
+    instrument = [_instrument_ms(env) for _ in range(runs)]
     return {
         "runs": runs,
+        "instrument_ms": round(statistics.median(instrument), 1),
+        "instrument_runs_ms": instrument,
         "otel_tokencost_ms": round(statistics.median(alone), 2),
         "otel_tokencost_after_openai_ms": round(statistics.median(after_openai), 2),
         "otel_tokencost_runs_ms": alone,
@@ -1059,6 +1082,7 @@ def guards(
         ),
         Guard("RSS growth MB", mem["rss_growth_mb"], GUARD_MEMORY_MB),
         Guard("import otel_tokencost ms", imports["otel_tokencost_ms"], GUARD_IMPORT_MS),
+        Guard("instrument() in an empty interpreter ms", imports["instrument_ms"], GUARD_INSTRUMENT_MS),
         Guard("responses alive after return and gc", refs["alive_after_gc"], 0),
         Guard("missing spans of the released calls", refs["expected_spans"] - refs["spans"], 0),
     ]
@@ -1135,7 +1159,8 @@ def main(argv: list[str] | None = None) -> int:
     imports = import_time(import_runs)
     print(
         f"import otel_tokencost: {imports['otel_tokencost_ms']:.1f} ms alone, "
-        f"{imports['otel_tokencost_after_openai_ms']:.1f} ms after openai (median of {imports['runs']})"
+        f"{imports['otel_tokencost_after_openai_ms']:.1f} ms after openai (median of {imports['runs']}); "
+        f"instrument() in an empty interpreter {imports['instrument_ms']:.0f} ms, importing neither library"
     )
 
     by_name = {result.name: result for result in results}

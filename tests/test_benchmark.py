@@ -89,5 +89,6 @@ def test_quick_benchmark_passes_its_guards(tmp_path: Path) -> None:
     assert data["references"]["objects"] > 0 and data["references"]["alive_after_gc"] == 0
     imports = data["import"]
     assert imports["otel_tokencost_ms"] > 0 and imports["otel_tokencost_after_openai_ms"] > 0
+    assert imports["instrument_ms"] > 0 and len(imports["instrument_runs_ms"]) == imports["runs"]
     assert data["guards"] and all(guard["ok"] for guard in data["guards"])
     assert data["machine"]["cpu"] and data["machine"]["cores"] > 0
