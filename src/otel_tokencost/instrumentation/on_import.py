@@ -15,7 +15,7 @@ import wrapt
 
 from ..engine import report_internal_error
 
-WAITING, APPLIED, CANCELLED = "waiting", "applied", "cancelled"
+WAITING, APPLIED, CANCELLED = "waiting", "applied", "cancelled"  # applied: `apply` ran, even if it failed
 
 
 class PatchOnImport:
@@ -33,14 +33,14 @@ class PatchOnImport:
         with self._lock:
             if self._state != WAITING:
                 return
+            self._state = APPLIED  # a failure may leave part of the patch in place, for undoing
             try:
                 self._apply()
-                self._state = APPLIED
             except Exception:
                 report_internal_error(f"patching {self.module}")
 
     def cancel(self) -> bool:
-        """Keep a patch not yet applied from ever applying; True when it was applied (undo it then)."""
+        """Keep a patch not yet applied from ever applying; True when it was (undo what it did then)."""
         with self._lock:
             applied = self._state == APPLIED
             self._state = CANCELLED
