@@ -199,13 +199,12 @@ SSE_HEADERS = {"content-type": "text/event-stream"}
 def _mock_handler(request: Any) -> Any:
     """The in-process transport: a canned answer for each endpoint, nothing parsed."""
     path = request.url.path
+    content = request.content.replace(b": ", b":")  # openai 1.x and 2.x put a space after the colon
     if path.endswith("/chat/completions"):
-        content = request.content.replace(b": ", b":")  # openai 1.x and 2.x put a space after the colon
         if b'"stream":true' in content:
             return httpx_module.Response(200, content=SSE_BODY, headers=SSE_HEADERS)
         return httpx_module.Response(200, content=CHAT_BODY, headers=JSON_HEADERS)
     if path.endswith("/embeddings"):
-        content = request.content.replace(b": ", b":")
         body = EMBEDDING_BODY_BASE64 if b'"encoding_format":"base64"' in content else EMBEDDING_BODY
         return httpx_module.Response(200, content=body, headers=JSON_HEADERS)
     return httpx_module.Response(404, content=NOT_FOUND_BODY, headers=JSON_HEADERS)

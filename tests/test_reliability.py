@@ -406,14 +406,14 @@ def test_no_reference_to_responses_or_streams_is_kept(both, client) -> None:
 
 
 def test_a_patch_that_fails_while_the_app_imports_its_library_never_fails_the_import(
-    tmp_path, monkeypatch, caplog
+    tmp_path, monkeypatch, caplog, request
 ) -> None:
     from otel_tokencost.instrumentation.on_import import PatchOnImport
 
     monkeypatch.setenv("OTEL_TOKENCOST_STRICT", "0")
     (tmp_path / "tokencost_sample_library.py").write_text("VALUE = 42\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "tokencost_sample_library", raising=False)
+    request.addfinalizer(lambda: sys.modules.pop("tokencost_sample_library", None))
 
     def apply() -> None:
         raise AttributeError("this version has no such method")
