@@ -831,15 +831,15 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
     What the openai patch does for one call (start, read the parsed response, price, end) around a
     stand-in for the SDK's request method that returns a parsed completion: with the API's no-op
     providers (the package's own code) and with the SDK's (the hot floor's terms). And the stream hooks,
-    sync and async: parsed chunks through the stream proxy, less a plain loop over them and less a
-    call's start and end.
+    sync and async: an SDK stream of parsed chunks iterated through the proxy the patch returns for it,
+    less the same stream iterated bare and less a call's start and end.
     """
+    from openai import AsyncStream, Stream
     from openai._models import FinalRequestOptions
     from openai.types.chat import ChatCompletion
 
     from otel_tokencost.instrumentation.openai import _Patch
     from otel_tokencost.operations import CHAT_COMPLETIONS
-    from otel_tokencost.stream import AsyncStreamProxy, StreamProxy
     from otel_tokencost.telemetry import Telemetry
 
     client = in_process_client()
@@ -877,16 +877,24 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
 
     endpoint = own.endpoint(IN_PROCESS_BASE_URL)
     stream_body = {**body, "stream": True}
+    own_patch = _Patch(own, True)
 
-    def plain_loop() -> None:
-        for _chunk in iter(chunks):
-            pass
+    def sdk_stream(stream_type: type, parsed_chunks: Any) -> Any:
+        """What `create(stream=True)` returns, its chunks already parsed: the SDK's iteration, no HTTP."""
+        stream = stream_type.__new__(stream_type)
+        stream._iterator = parsed_chunks
+        return stream
 
     def start_end() -> None:
         own.start(endpoint, CHAT_COMPLETIONS, stream_body).end()
 
+    def plain_loop() -> None:
+        for _chunk in sdk_stream(Stream, iter(chunks)):
+            pass
+
     def proxied_loop() -> None:
-        for _chunk in StreamProxy(iter(chunks), own.start(endpoint, CHAT_COMPLETIONS, stream_body), False):
+        call = own.start(endpoint, CHAT_COMPLETIONS, stream_body)
+        for _chunk in own_patch._returned(call, sdk_stream(Stream, iter(chunks)), False):
             pass
 
     async def async_chunks() -> AsyncIterator[Any]:
@@ -894,12 +902,12 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
             yield chunk
 
     async def plain_async_loop() -> None:
-        async for _chunk in async_chunks():
+        async for _chunk in sdk_stream(AsyncStream, async_chunks()):
             pass
 
     async def proxied_async_loop() -> None:
         call = own.start(endpoint, CHAT_COMPLETIONS, stream_body)
-        async for _chunk in AsyncStreamProxy(async_chunks(), call, False):
+        async for _chunk in own_patch._returned(call, sdk_stream(AsyncStream, async_chunks()), False):
             pass
 
     stream_calls = 300

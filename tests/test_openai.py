@@ -370,6 +370,76 @@ async def test_async_stream_context_manager_break(instrumented, async_client) ->
     assert len(instrumented.spans()) == 1
 
 
+async def read_stream(client, async_client, is_async: bool) -> list:
+    kwargs = {
+        "model": "gpt-4o-mini",
+        "messages": MESSAGES,
+        "stream": True,
+        "extra_headers": {"x-mock-chunks": "4"},
+    }
+    if is_async:
+        return [chunk async for chunk in await async_client.chat.completions.create(**kwargs)]
+    return list(client.chat.completions.create(**kwargs))
+
+
+def stream_iteration(is_async: bool) -> tuple[type, str]:
+    return (openai.AsyncStream, "__aiter__") if is_async else (openai.Stream, "__iter__")
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_the_proxy_iterates_in_place_of_the_sdks_pass_through(
+    instrumented, client, async_client, monkeypatch, is_async
+) -> None:
+    """openai's `Stream.__iter__` only passes on `_iterator`: the proxy iterates `_iterator` itself, so
+    the user's loop resumes one generator a chunk, as it does uninstrumented."""
+    stream_type, name = stream_iteration(is_async)
+    entered = []
+    sdk_iteration = getattr(stream_type, name)
+
+    def counted(stream):
+        entered.append(stream)
+        return sdk_iteration(stream)
+
+    monkeypatch.setattr(stream_type, name, counted)
+    assert len(await read_stream(client, async_client, is_async)) == 6
+    assert entered == []
+    span = instrumented.span()
+    assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_an_sdk_whose_stream_iteration_does_more_is_iterated_through_it(
+    telemetry, client, async_client, monkeypatch, is_async
+) -> None:
+    from otel_tokencost import OpenAIInstrumentor
+
+    stream_type, name = stream_iteration(is_async)
+    passed = []
+
+    def iterate(stream):
+        for item in stream._iterator:
+            passed.append(item)
+            yield item
+
+    async def iterate_async(stream):
+        async for item in stream._iterator:
+            passed.append(item)
+            yield item
+
+    monkeypatch.setattr(stream_type, name, iterate_async if is_async else iterate)
+    OpenAIInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        chunks = await read_stream(client, async_client, is_async)
+    finally:
+        OpenAIInstrumentor().uninstrument()
+    assert len(chunks) == 6
+    assert passed[:6] == chunks and len(passed) == 7  # and the usage chunk, hidden from the user
+    span = telemetry.span()
+    assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
+
+
 def test_legacy_completions_stream(instrumented, client) -> None:
     chunks = list(
         client.completions.create(

@@ -3,7 +3,8 @@
 The span ends exactly once: when the stream is exhausted, closed, left through `with`, raises, or is
 garbage-collected unfinished (the finalizer is why an abandoned stream still ends its span).
 Chunks pass through a generator rather than a Python `__next__`: resuming a generator is the cheapest
-per-chunk hook Python offers.
+per-chunk hook Python offers. Given the SDK stream's own chunk iterator, the proxy's generator takes the
+place of the SDK's pass-through `__iter__` rather than adding a step to it.
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ async def _follow_async(stream: Any, call: Call, hide_usage_chunk: bool) -> Asyn
 class _StreamProxy(wrapt.ObjectProxy):
     """What sync and async streams share: the call, the usage-chunk rule and the finalizer."""
 
-    def __init__(self, stream: Any, call: Call, hide_usage_chunk: bool) -> None:
+    def __init__(self, stream: Any, call: Call, hide_usage_chunk: bool, chunks: Any = None) -> None:
+        """`chunks`: where the chunks come from, when not the stream itself."""
         super().__init__(stream)
+        self._self_source = stream if chunks is None else chunks
         self._self_call = call
         self._self_hide_usage_chunk = hide_usage_chunk
         self._self_chunks: Any = None
@@ -65,7 +68,7 @@ class _StreamProxy(wrapt.ObjectProxy):
     def _self_chunk_iterator(self, follow: Any) -> Any:
         if self._self_chunks is None:
             call = self._self_call
-            self._self_chunks = follow(self.__wrapped__, call, self._self_hide_usage_chunk)
+            self._self_chunks = follow(self._self_source, call, self._self_hide_usage_chunk)
             weakref.finalize(self._self_chunks, call.end)
         return self._self_chunks
 

@@ -71,6 +71,15 @@ def _read_headers(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any
     return wrapped(*args, **kwargs)
 
 
+def _passes_on_its_iterator(method: Any) -> bool:
+    """True when a stream's `__iter__` (or `__aiter__`) reads nothing but `self._iterator`: openai's
+    `Stream` and `AsyncStream` only yield its items, in every version so far. The proxy then iterates
+    `_iterator` itself, one generator step a chunk fewer; an SDK that adds to `__iter__` is iterated
+    through it."""
+    code = getattr(method, "__code__", None)
+    return code is not None and code.co_names == ("_iterator",)
+
+
 class _Patch:
     """The two wrappers and what they share: starting the call and handling what the SDK returned."""
 
@@ -84,7 +93,10 @@ class _Patch:
         from openai._legacy_response import LegacyAPIResponse
         from openai._response import BaseAPIResponse
 
-        self.stream_types = {Stream: StreamProxy, AsyncStream: AsyncStreamProxy}
+        self.stream_types = {
+            Stream: (StreamProxy, _passes_on_its_iterator(Stream.__iter__)),
+            AsyncStream: (AsyncStreamProxy, _passes_on_its_iterator(AsyncStream.__aiter__)),
+        }
         self.raw_types = (LegacyAPIResponse, BaseAPIResponse)
         self.legacy_type = LegacyAPIResponse
 
@@ -162,9 +174,10 @@ class _Patch:
     def _returned(self, call: Call, result: Any, hide_usage_chunk: bool) -> Any:
         """Follow what the SDK returned: a model, a stream, or a raw response still to be parsed."""
         try:
-            proxy = self.stream_types.get(type(result))
-            if proxy is not None:
-                return proxy(result, call, hide_usage_chunk)
+            stream_type = self.stream_types.get(type(result))
+            if stream_type is not None:
+                proxy, direct = stream_type
+                return proxy(result, call, hide_usage_chunk, result._iterator if direct else None)
             if isinstance(result, self.raw_types):
                 return self._raw_response(call, result, hide_usage_chunk)
             call.read(result)
