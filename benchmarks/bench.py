@@ -825,6 +825,23 @@ def _best_us(call: Callable[[], None], calls: int, repeats: int) -> float:
     return best * 1e6
 
 
+def _stream_split(
+    stream: Callable[[list, bool], Callable[[], None]], streams: tuple[list, list], repeats: int
+) -> tuple[float, float]:
+    """What the stream hook adds per chunk and per stream: bare and proxied iterations of a short and
+    a long stream, timed in turn (the machine's speed drifts) and the best of each kept."""
+    short, long = streams
+    loops = [stream(short, False), stream(short, True), stream(long, False), stream(long, True)]
+    calls = [15000 // len(short)] * 2 + [15000 // len(long)] * 2
+    best = [float("inf")] * 4
+    for _ in range(repeats):
+        for index, (iterate, count) in enumerate(zip(loops, calls, strict=True)):
+            best[index] = min(best[index], _best_us(iterate, count, 1))
+    added_short, added_long = best[1] - best[0], best[3] - best[2]
+    per_chunk = (added_long - added_short) / (len(long) - len(short))
+    return per_chunk, added_short - per_chunk * len(short)
+
+
 def hooks_hot(repeats: int) -> dict[str, Any]:
     """The package's hooks timed in tight loops, without the SDK's call around them.
 
@@ -832,7 +849,7 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
     stand-in for the SDK's request method that returns a parsed completion: with the API's no-op
     providers (the package's own code) and with the SDK's (the hot floor's terms). And the stream hooks,
     sync and async: an SDK stream of parsed chunks iterated through the proxy the patch returns for it,
-    less the same stream iterated bare and less a call's start and end.
+    less the same stream iterated bare, split into what each chunk adds and what each stream does.
     """
     from openai import AsyncStream, Stream
     from openai._models import FinalRequestOptions
@@ -885,40 +902,44 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
         stream._iterator = parsed_chunks
         return stream
 
-    def start_end() -> None:
-        own.start(endpoint, CHAT_COMPLETIONS, stream_body).end()
+    # The same stream with ten times its content chunks: what the longer one adds over the short one
+    # is per chunk, the rest of what a stream adds is per stream (the proxy, its generator and the
+    # call's start and end).
+    streams = (chunks, chunks[:1] + chunks[1:-2] * 10 + chunks[-2:])
 
-    def plain_loop() -> None:
-        for _chunk in sdk_stream(Stream, iter(chunks)):
-            pass
+    def sync_stream(stream_chunks: list, proxied: bool) -> Callable[[], None]:
+        def iterate() -> None:
+            stream = sdk_stream(Stream, iter(stream_chunks))
+            if proxied:
+                stream = own_patch._returned(
+                    own.start(endpoint, CHAT_COMPLETIONS, stream_body), stream, False
+                )
+            for _chunk in stream:
+                pass
 
-    def proxied_loop() -> None:
-        call = own.start(endpoint, CHAT_COMPLETIONS, stream_body)
-        for _chunk in own_patch._returned(call, sdk_stream(Stream, iter(chunks)), False):
-            pass
+        return iterate
 
-    async def async_chunks() -> AsyncIterator[Any]:
-        for chunk in chunks:
-            yield chunk
+    def async_stream(stream_chunks: list, proxied: bool) -> Callable[[], None]:
+        async def parsed() -> AsyncIterator[Any]:
+            for chunk in stream_chunks:
+                yield chunk
 
-    async def plain_async_loop() -> None:
-        async for _chunk in sdk_stream(AsyncStream, async_chunks()):
-            pass
+        async def iterate() -> None:
+            stream = sdk_stream(AsyncStream, parsed())
+            if proxied:
+                stream = own_patch._returned(
+                    own.start(endpoint, CHAT_COMPLETIONS, stream_body), stream, False
+                )
+            async for _chunk in stream:
+                pass
 
-    async def proxied_async_loop() -> None:
-        call = own.start(endpoint, CHAT_COMPLETIONS, stream_body)
-        async for _chunk in own_patch._returned(call, sdk_stream(AsyncStream, async_chunks()), False):
-            pass
+        return lambda: run(iterate())
 
-    stream_calls = 300
-    start_end_us = _best_us(start_end, stream_calls, repeats)
-    plain_us = _best_us(plain_loop, stream_calls, repeats)
-    per_chunk = (_best_us(proxied_loop, stream_calls, repeats) - start_end_us - plain_us) / len(chunks)
     loop = asyncio.new_event_loop()
     run = loop.run_until_complete
     try:
-        plain_async_us = _best_us(lambda: run(plain_async_loop()), stream_calls, repeats)
-        proxied_async_us = _best_us(lambda: run(proxied_async_loop()), stream_calls, repeats)
+        per_chunk_us, per_stream_us = _stream_split(sync_stream, streams, repeats)
+        async_per_chunk_us, async_per_stream_us = _stream_split(async_stream, streams, repeats)
     finally:
         loop.close()
     return {
@@ -926,8 +947,10 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
         "with_sdk_us": full_us,
         "hot_floor_us": floor_us,
         "with_sdk_x_hot_floor": full_us / floor_us,
-        "per_chunk_us": per_chunk,
-        "async_per_chunk_us": (proxied_async_us - start_end_us - plain_async_us) / len(chunks),
+        "per_chunk_us": per_chunk_us,
+        "per_stream_us": per_stream_us,
+        "async_per_chunk_us": async_per_chunk_us,
+        "async_per_stream_us": async_per_stream_us,
         "chunks": len(chunks),
     }
 
@@ -1148,7 +1171,9 @@ def main(argv: list[str] | None = None) -> int:
         f"\nhooks alone, hot (best of tight loops): {hot['own_code_us']:.1f} µs of the package's own code "
         f"per call (no-op providers), {hot['with_sdk_us']:.1f} µs with the SDK's providers = "
         f"{hot['with_sdk_x_hot_floor']:.2f} hot floors of {hot['hot_floor_us']:.1f} µs; "
-        f"{hot['per_chunk_us']:.2f} µs per stream chunk, {hot['async_per_chunk_us']:.2f} µs per async one"
+        f"stream hooks {hot['per_chunk_us']:.2f} µs per chunk and {hot['per_stream_us']:.1f} µs per stream "
+        f"(async: {hot['async_per_chunk_us']:.2f} and {hot['async_per_stream_us']:.1f}), the call's start "
+        "and end included"
     )
     refs = released()
     print(
