@@ -813,32 +813,32 @@ def released() -> dict[str, Any]:
 # The hooks alone, hot
 
 
-def _best_us(call: Callable[[], None], calls: int, repeats: int) -> float:
-    """The fastest of `repeats` loops of `calls` calls, per call: the cost with everything cached."""
+def _best_us(loops: list[tuple[Callable[[], None], int]], repeats: int) -> list[float]:
+    """Per call, the fastest of `repeats` loops of each (call, calls): the cost with everything cached.
+    The loops take turns in every repeat, so that a change of the machine's speed meets all of them."""
     clock = time.perf_counter
-    best = float("inf")
+    best = [float("inf")] * len(loops)
     for _ in range(repeats):
-        start = clock()
-        for _ in repeat(None, calls):
-            call()
-        best = min(best, (clock() - start) / calls)
-    return best * 1e6
+        for index, (call, calls) in enumerate(loops):
+            start = clock()
+            for _ in repeat(None, calls):
+                call()
+            best[index] = min(best[index], (clock() - start) / calls)
+    return [seconds * 1e6 for seconds in best]
 
 
 def _stream_split(
     stream: Callable[[list, bool], Callable[[], None]], streams: tuple[list, list], repeats: int
 ) -> tuple[float, float]:
-    """What the stream hook adds per chunk and per stream: bare and proxied iterations of a short and
-    a long stream, timed in turn (the machine's speed drifts) and the best of each kept."""
+    """What the stream hook adds per chunk and per stream, from bare and proxied iterations of a short
+    and a long stream."""
     short, long = streams
-    loops = [stream(short, False), stream(short, True), stream(long, False), stream(long, True)]
-    calls = [15000 // len(short)] * 2 + [15000 // len(long)] * 2
-    best = [float("inf")] * 4
-    for _ in range(repeats):
-        for index, (iterate, count) in enumerate(zip(loops, calls, strict=True)):
-            best[index] = min(best[index], _best_us(iterate, count, 1))
-    added_short, added_long = best[1] - best[0], best[3] - best[2]
-    per_chunk = (added_long - added_short) / (len(long) - len(short))
+    bare_short, proxied_short, bare_long, proxied_long = _best_us(
+        [(stream(chunks, proxied), 15000 // len(chunks)) for chunks in streams for proxied in (False, True)],
+        repeats,
+    )
+    added_short = proxied_short - bare_short
+    per_chunk = (proxied_long - bare_long - added_short) / (len(long) - len(short))
     return per_chunk, added_short - per_chunk * len(short)
 
 
@@ -887,10 +887,16 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
     calls = 2000
     own = Telemetry.from_config(NoOpTracerProvider(), NoOpMeterProvider())
     full = Telemetry.from_config(tracer_provider, meter_provider)
-    bare_us = _best_us(bare_call, calls, repeats)
-    own_us = _best_us(wrapper_call(_Patch(own, True)), calls, repeats) - bare_us
-    full_us = _best_us(wrapper_call(_Patch(full, True)), calls, repeats) - bare_us
-    floor_us = _best_us(_floor_call(), calls, repeats)
+    bare_us, own_call_us, full_call_us, floor_us = _best_us(
+        [
+            (bare_call, calls),
+            (wrapper_call(_Patch(own, True)), calls),
+            (wrapper_call(_Patch(full, True)), calls),
+            (_floor_call(), calls),
+        ],
+        repeats,
+    )
+    own_us, full_us = own_call_us - bare_us, full_call_us - bare_us
 
     endpoint = own.endpoint(IN_PROCESS_BASE_URL)
     stream_body = {**body, "stream": True}
