@@ -440,6 +440,44 @@ async def test_an_sdk_whose_stream_iteration_does_more_is_iterated_through_it(
     assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_a_tool_that_replaces_the_streams_iterator_sees_every_chunk(
+    instrumented, client, async_client, monkeypatch, is_async
+) -> None:
+    """Sentry's OpenAI integration wraps `create` and replaces the stream's `_iterator` with its own
+    generator over it: the proxy iterates whatever `_iterator` is when iteration starts."""
+    completions = async_client.chat.completions if is_async else client.chat.completions
+    create = completions.create
+    passed = []
+
+    def follow(chunks):
+        for chunk in chunks:
+            passed.append(chunk)
+            yield chunk
+
+    async def follow_async(chunks):
+        async for chunk in chunks:
+            passed.append(chunk)
+            yield chunk
+
+    def create_and_follow(*args, **kwargs):
+        stream = create(*args, **kwargs)
+        stream._iterator = follow(stream._iterator)
+        return stream
+
+    async def create_and_follow_async(*args, **kwargs):
+        stream = await create(*args, **kwargs)
+        stream._iterator = follow_async(stream._iterator)
+        return stream
+
+    monkeypatch.setattr(completions, "create", create_and_follow_async if is_async else create_and_follow)
+    chunks = await read_stream(client, async_client, is_async)
+    assert len(chunks) == 6
+    assert passed[:6] == chunks and len(passed) == 7  # and the usage chunk, hidden from the user
+    span = instrumented.span()
+    assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
+
+
 def test_legacy_completions_stream(instrumented, client) -> None:
     chunks = list(
         client.completions.create(

@@ -176,8 +176,8 @@ class _Patch:
         try:
             stream_type = self.stream_types.get(type(result))
             if stream_type is not None:
-                proxy, direct = stream_type
-                return proxy(result, call, hide_usage_chunk, result._iterator if direct else None)
+                proxy, own_iterator = stream_type
+                return proxy(result, call, hide_usage_chunk, own_iterator)
             if isinstance(result, self.raw_types):
                 return self._raw_response(call, result, hide_usage_chunk)
             call.read(result)
