@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import sys
 
 import openai
 import pytest
+import wrapt
 from opentelemetry import context
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
@@ -388,28 +390,33 @@ def stream_iteration(is_async: bool) -> tuple[type, str]:
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 async def test_the_proxy_iterates_in_place_of_the_sdks_pass_through(
-    instrumented, client, async_client, monkeypatch, is_async
+    instrumented, client, async_client, is_async
 ) -> None:
     """openai's `Stream.__iter__` only passes on `_iterator`: the proxy iterates `_iterator` itself, so
     the user's loop resumes one generator a chunk, as it does uninstrumented."""
     stream_type, name = stream_iteration(is_async)
+    sdk_iteration = getattr(stream_type, name).__code__
     entered = []
-    sdk_iteration = getattr(stream_type, name)
 
-    def counted(stream):
-        entered.append(stream)
-        return sdk_iteration(stream)
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code is sdk_iteration:
+            entered.append(frame)
 
-    monkeypatch.setattr(stream_type, name, counted)
-    assert len(await read_stream(client, async_client, is_async)) == 6
-    assert entered == []
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        chunks = await read_stream(client, async_client, is_async)
+    finally:
+        sys.setprofile(previous)
+    assert len(chunks) == 6 and entered == []
     span = instrumented.span()
     assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-async def test_an_sdk_whose_stream_iteration_does_more_is_iterated_through_it(
-    telemetry, client, async_client, monkeypatch, is_async
+@pytest.mark.parametrize("when", ["changed by the SDK", "wrapped by another tool"])
+async def test_a_stream_iteration_that_does_more_is_iterated_through(
+    telemetry, client, async_client, monkeypatch, is_async, when
 ) -> None:
     from otel_tokencost import OpenAIInstrumentor
 
@@ -426,16 +433,28 @@ async def test_an_sdk_whose_stream_iteration_does_more_is_iterated_through_it(
             passed.append(item)
             yield item
 
-    monkeypatch.setattr(stream_type, name, iterate_async if is_async else iterate)
+    def iterate_wrapped(wrapped, stream, args, kwargs):
+        passed.append(stream)
+        return wrapped(*args, **kwargs)
+
+    if when == "changed by the SDK":
+        monkeypatch.setattr(stream_type, name, iterate_async if is_async else iterate)
     OpenAIInstrumentor().instrument(
         tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
     )
+    if when == "wrapped by another tool":
+        monkeypatch.setattr(
+            stream_type, name, wrapt.FunctionWrapper(getattr(stream_type, name), iterate_wrapped)
+        )
     try:
         chunks = await read_stream(client, async_client, is_async)
     finally:
         OpenAIInstrumentor().uninstrument()
     assert len(chunks) == 6
-    assert passed[:6] == chunks and len(passed) == 7  # and the usage chunk, hidden from the user
+    if when == "changed by the SDK":
+        assert passed[:6] == chunks and len(passed) == 7  # and the usage chunk, hidden from the user
+    else:
+        assert len(passed) == 1 and isinstance(passed[0], stream_type)
     span = telemetry.span()
     assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
 

@@ -11,6 +11,7 @@ import inspect
 import os
 import threading
 from collections.abc import Collection
+from types import FunctionType
 from typing import Any
 
 import wrapt
@@ -71,13 +72,13 @@ def _read_headers(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any
     return wrapped(*args, **kwargs)
 
 
-def _passes_on_its_iterator(method: Any) -> bool:
-    """True when a stream's `__iter__` (or `__aiter__`) reads nothing but `self._iterator`: openai's
-    `Stream` and `AsyncStream` only yield its items, in every version so far. The proxy then iterates
-    `_iterator` itself, one generator step a chunk fewer; an SDK that adds to `__iter__` is iterated
-    through it."""
-    code = getattr(method, "__code__", None)
-    return code is not None and code.co_names == ("_iterator",)
+def _passes_on_its_iterator(stream: Any, iteration: str) -> bool:
+    """True when the stream's `__iter__` (or `__aiter__`) is a plain function that reads nothing but
+    `self._iterator`: openai's `Stream` and `AsyncStream` only yield its items, in every version so far.
+    The proxy then iterates `_iterator` itself, one generator step a chunk fewer. An SDK that adds to
+    `__iter__`, or one another tool has wrapped, is iterated through it."""
+    method = getattr(type(stream), iteration, None)
+    return type(method) is FunctionType and method.__code__.co_names == ("_iterator",)
 
 
 class _Patch:
@@ -93,10 +94,7 @@ class _Patch:
         from openai._legacy_response import LegacyAPIResponse
         from openai._response import BaseAPIResponse
 
-        self.stream_types = {
-            Stream: (StreamProxy, _passes_on_its_iterator(Stream.__iter__)),
-            AsyncStream: (AsyncStreamProxy, _passes_on_its_iterator(AsyncStream.__aiter__)),
-        }
+        self.stream_types = {Stream: (StreamProxy, "__iter__"), AsyncStream: (AsyncStreamProxy, "__aiter__")}
         self.raw_types = (LegacyAPIResponse, BaseAPIResponse)
         self.legacy_type = LegacyAPIResponse
 
@@ -176,7 +174,8 @@ class _Patch:
         try:
             stream_type = self.stream_types.get(type(result))
             if stream_type is not None:
-                proxy, own_iterator = stream_type
+                proxy, iteration = stream_type
+                own_iterator = _passes_on_its_iterator(result, iteration)
                 return proxy(result, call, hide_usage_chunk, own_iterator)
             if isinstance(result, self.raw_types):
                 return self._raw_response(call, result, hide_usage_chunk)
