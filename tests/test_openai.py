@@ -497,6 +497,44 @@ async def test_a_tool_that_replaces_the_streams_iterator_sees_every_chunk(
     assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_a_tool_that_subclasses_the_stream_class_sees_every_chunk(
+    instrumented, client, async_client, monkeypatch, is_async
+) -> None:
+    """Logfire's OpenAI instrumentation wraps the client's `request` and passes a new subclass of the
+    SDK's stream as `stream_cls`, overriding `__stream__`: the call is still followed and priced, and
+    the user still sees exactly their chunks."""
+    sdk = async_client if is_async else client
+    request = sdk.request
+    passed = []
+
+    def with_own_stream_class(*args, **kwargs):
+        if kwargs.get("stream"):
+
+            class SeenStream(kwargs["stream_cls"]):
+                def __stream__(self):
+                    for chunk in super().__stream__():
+                        passed.append(chunk)
+                        yield chunk
+
+            class SeenAsyncStream(kwargs["stream_cls"]):
+                async def __stream__(self):
+                    async for chunk in super().__stream__():
+                        passed.append(chunk)
+                        yield chunk
+
+            kwargs["stream_cls"] = SeenAsyncStream if is_async else SeenStream
+        return request(*args, **kwargs)
+
+    monkeypatch.setattr(sdk, "request", with_own_stream_class)
+    chunks = await read_stream(client, async_client, is_async)
+    assert len(chunks) == 6
+    assert passed[:6] == chunks and len(passed) == 7  # and the usage chunk, hidden from the user
+    span = instrumented.span()
+    assert span.attributes[names.USAGE_OUTPUT_TOKENS] == 4
+    assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
+
+
 def test_legacy_completions_stream(instrumented, client) -> None:
     chunks = list(
         client.completions.create(

@@ -95,6 +95,7 @@ class _Patch:
         from openai._response import BaseAPIResponse
 
         self.stream_types = {Stream: (StreamProxy, "__iter__"), AsyncStream: (AsyncStreamProxy, "__aiter__")}
+        self.stream_bases = (Stream, AsyncStream)
         self.raw_types = (LegacyAPIResponse, BaseAPIResponse)
         self.legacy_type = LegacyAPIResponse
 
@@ -173,6 +174,11 @@ class _Patch:
         """Follow what the SDK returned: a model, a stream, or a raw response still to be parsed."""
         try:
             stream_type = self.stream_types.get(type(result))
+            if stream_type is None and isinstance(result, self.stream_bases):
+                # A subclass of the SDK's stream: Logfire passes a new one per call as `stream_cls`.
+                stream_type = next(
+                    kind for base, kind in self.stream_types.items() if isinstance(result, base)
+                )
             if stream_type is not None:
                 proxy, iteration = stream_type
                 own_iterator = _passes_on_its_iterator(result, iteration)
