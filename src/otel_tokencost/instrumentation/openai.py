@@ -95,7 +95,7 @@ class _Patch:
         from openai._response import BaseAPIResponse
 
         self.stream_types = {Stream: (StreamProxy, "__iter__"), AsyncStream: (AsyncStreamProxy, "__aiter__")}
-        self.stream_bases = (Stream, AsyncStream)
+        self.stream_bases = tuple(self.stream_types)
         self.raw_types = (LegacyAPIResponse, BaseAPIResponse)
         self.legacy_type = LegacyAPIResponse
 
