@@ -9,6 +9,7 @@ import tracemalloc
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionChunk
@@ -184,6 +185,21 @@ def test_the_tail_reader_reads_the_usual_layout_and_refuses_what_is_not_the_top_
 def test_the_tail_reader_takes_any_bytes(body) -> None:
     members = trailing_members(body, TAIL_KEYS)
     assert members is None or isinstance(members, dict)
+
+
+@pytest.mark.parametrize("where", ["first event", "last events"])
+def test_an_event_nested_deeper_than_python_decodes_is_skipped(where) -> None:
+    call = new_call()
+    observer = SSEObserver(call)
+    deep = b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n"
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n'
+    first = b'data: {"model":"m","choices":[{"index":0,"delta":{"content":"w"}}]}\n\n'
+    if where == "first event":
+        observer.feed(deep + usage)
+    else:
+        observer.feed(first + usage + deep)
+    observer.finish()
+    assert call.outcome.usage == Usage(input_tokens=3, output_tokens=2)
 
 
 def test_a_long_event_read_in_small_pieces_costs_linear_time() -> None:

@@ -81,8 +81,8 @@ class SSEObserver:
     def _read(self, payload: bytes) -> None:
         try:
             event = json.loads(payload)
-        except ValueError:
-            return  # a malformed event is the provider's problem, not the app's
+        except (ValueError, RecursionError):  # malformed, or nested deeper than Python decodes
+            return  # the provider's problem, not the app's
         if isinstance(event, dict):
             try:
                 self._call.read_chunk(event)

@@ -147,11 +147,12 @@ class _Patch:
 
 
 def _json_body(raw_body: Any) -> dict:
+    """The request body the app sent as bytes or text, as the object it should be; {} when it is not."""
     if raw_body is None or raw_body.__class__ not in (bytes, str):
         return {}
     try:
         body = json.loads(raw_body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python decodes: the app's own
         return {}
     return body if isinstance(body, dict) else {}
 
