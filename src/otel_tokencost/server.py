@@ -152,7 +152,7 @@ def _usage_header(headers: Message) -> object:
         return _OMIT
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _BadRequest(f"Invalid x-mock-usage header: {raw!r}") from None
 
 
@@ -180,7 +180,7 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
     """The JSON object of the request body."""
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _BadRequest("We could not parse the JSON body of your request.") from None
     if not isinstance(body, dict):
         raise _BadRequest("The request body must be a JSON object.")
@@ -514,7 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._receive()
         try:
             extra = json.loads(self.headers.get("x-mock-response-headers", "{}"))
-        except ValueError:
+        except (ValueError, RecursionError):
             extra = {}
         self._extra_headers = {str(k): str(v) for k, v in extra.items()} if isinstance(extra, dict) else {}
         endpoint = _ENDPOINTS.get(urlsplit(self.path).path)  # absolute-form too, as a proxy receives it
