@@ -256,6 +256,26 @@ def test_stream_with_usage_every_consumption_style(traced, server, style) -> Non
     assert span.attributes[names.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
 
 
+@pytest.mark.parametrize("style", STYLES)
+def test_a_failure_watching_the_stream_never_reaches_the_app(
+    traced, server, style, monkeypatch, caplog
+) -> None:
+    from otel_tokencost.sse import SSEObserver
+
+    monkeypatch.setenv("OTEL_TOKENCOST_STRICT", "0")
+    monkeypatch.setattr(SSEObserver, "feed", lambda self, data: 1 / 0)
+    monkeypatch.setattr(SSEObserver, "finish", lambda self: 1 / 0)
+    body = chat_body(stream=True, stream_options={"include_usage": True})
+    response = post(server, "/chat/completions", body, {**HEADERS, "x-mock-chunks": "6"}, stream=True)
+    lines = stream_lines(response, style)
+    response.close()
+    assert len(lines) == 10 and lines[-1] == b"data: [DONE]"  # every line, as uninstrumented
+    span = traced.span()  # ended once, with what could be read
+    assert names.USAGE_INPUT_TOKENS not in span.attributes
+    assert "reading a requests stream failed; the app is unaffected" in caplog.text
+    assert "reading the end of a requests stream failed" in caplog.text
+
+
 def test_stream_without_usage_event(traced, server) -> None:
     response = post(server, "/chat/completions", chat_body(stream=True), {"x-mock-chunks": "5"}, stream=True)
     assert sum(1 for line in response.iter_lines() if line) == 5 + 2 + 1  # words, role, finish, [DONE]

@@ -239,10 +239,10 @@ class RawProxy(wrapt.ObjectProxy):
         self._self_error_type = error_type
 
     def stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
-        observer = self._self_observer
+        watch = self._self_watch
         try:
             for data in self.__wrapped__.stream(*args, **kwargs):
-                observer.feed(data)
+                watch(data)
                 yield data
         except GeneratorExit:
             raise
@@ -257,7 +257,7 @@ class RawProxy(wrapt.ObjectProxy):
         except BaseException as error:
             self._self_call.end(error)
             raise
-        self._self_observer.feed(data)
+        self._self_watch(data)
         if amt is None or not data:
             self._self_end()
         return data
@@ -274,8 +274,17 @@ class RawProxy(wrapt.ObjectProxy):
         finally:
             self._self_end()
 
+    def _self_watch(self, data: bytes) -> None:
+        try:
+            self._self_observer.feed(data)
+        except Exception:
+            report_internal_error("reading a requests stream")
+
     def _self_end(self) -> None:
         call = self._self_call
         if not call.ended:
-            self._self_observer.finish()
+            try:
+                self._self_observer.finish()
+            except Exception:
+                report_internal_error("reading the end of a requests stream")
             call.end(error_type=self._self_error_type)
