@@ -388,6 +388,31 @@ def stream_iteration(is_async: bool) -> tuple[type, str]:
     return (openai.AsyncStream, "__aiter__") if is_async else (openai.Stream, "__iter__")
 
 
+def passing_on(passed: list, is_async: bool):
+    """What another tool puts around a stream's items: a generator (or an async one) that passes them
+    on and notes each in `passed`."""
+
+    def follow(items):
+        for item in items:
+            passed.append(item)
+            yield item
+
+    async def follow_async(items):
+        async for item in items:
+            passed.append(item)
+            yield item
+
+    return follow_async if is_async else follow
+
+
+def assert_seen_by_both(chunks: list, passed: list, span) -> None:
+    """The user got exactly their chunks; the other tool saw them and the usage chunk hidden from the
+    user; the call is priced."""
+    assert len(chunks) == 6
+    assert passed[:6] == chunks and len(passed) == 7
+    assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
+
+
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 async def test_the_proxy_iterates_in_place_of_the_sdks_pass_through(
     instrumented, client, async_client, is_async
@@ -422,41 +447,31 @@ async def test_a_stream_iteration_that_does_more_is_iterated_through(
 
     stream_type, name = stream_iteration(is_async)
     passed = []
+    follow = passing_on(passed, is_async)
 
-    def iterate(stream):
-        for item in stream._iterator:
-            passed.append(item)
-            yield item
-
-    async def iterate_async(stream):
-        async for item in stream._iterator:
-            passed.append(item)
-            yield item
-
-    def iterate_wrapped(wrapped, stream, args, kwargs):
+    def note_the_stream(wrapped, stream, args, kwargs):
         passed.append(stream)
         return wrapped(*args, **kwargs)
 
-    if when == "changed by the SDK":
-        monkeypatch.setattr(stream_type, name, iterate_async if is_async else iterate)
+    if when == "changed by the SDK":  # reads only `_iterator`, but calls more than it
+        monkeypatch.setattr(stream_type, name, lambda stream: follow(stream._iterator))
     OpenAIInstrumentor().instrument(
         tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
     )
     if when == "wrapped by another tool":
         monkeypatch.setattr(
-            stream_type, name, wrapt.FunctionWrapper(getattr(stream_type, name), iterate_wrapped)
+            stream_type, name, wrapt.FunctionWrapper(getattr(stream_type, name), note_the_stream)
         )
     try:
         chunks = await read_stream(client, async_client, is_async)
     finally:
         OpenAIInstrumentor().uninstrument()
-    assert len(chunks) == 6
     if when == "changed by the SDK":
-        assert passed[:6] == chunks and len(passed) == 7  # and the usage chunk, hidden from the user
+        assert_seen_by_both(chunks, passed, telemetry.span())
     else:
-        assert len(passed) == 1 and isinstance(passed[0], stream_type)
-    span = telemetry.span()
-    assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
+        assert len(chunks) == 6 and len(passed) == 1 and isinstance(passed[0], stream_type)
+        span = telemetry.span()
+        assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
@@ -468,16 +483,7 @@ async def test_a_tool_that_replaces_the_streams_iterator_sees_every_chunk(
     completions = async_client.chat.completions if is_async else client.chat.completions
     create = completions.create
     passed = []
-
-    def follow(chunks):
-        for chunk in chunks:
-            passed.append(chunk)
-            yield chunk
-
-    async def follow_async(chunks):
-        async for chunk in chunks:
-            passed.append(chunk)
-            yield chunk
+    follow = passing_on(passed, is_async)
 
     def create_and_follow(*args, **kwargs):
         stream = create(*args, **kwargs)
@@ -486,15 +492,12 @@ async def test_a_tool_that_replaces_the_streams_iterator_sees_every_chunk(
 
     async def create_and_follow_async(*args, **kwargs):
         stream = await create(*args, **kwargs)
-        stream._iterator = follow_async(stream._iterator)
+        stream._iterator = follow(stream._iterator)
         return stream
 
     monkeypatch.setattr(completions, "create", create_and_follow_async if is_async else create_and_follow)
     chunks = await read_stream(client, async_client, is_async)
-    assert len(chunks) == 6
-    assert passed[:6] == chunks and len(passed) == 7  # and the usage chunk, hidden from the user
-    span = instrumented.span()
-    assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
+    assert_seen_by_both(chunks, passed, instrumented.span())
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
@@ -507,32 +510,21 @@ async def test_a_tool_that_subclasses_the_stream_class_sees_every_chunk(
     sdk = async_client if is_async else client
     request = sdk.request
     passed = []
+    follow = passing_on(passed, is_async)
 
     def with_own_stream_class(*args, **kwargs):
         if kwargs.get("stream"):
 
             class SeenStream(kwargs["stream_cls"]):
                 def __stream__(self):
-                    for chunk in super().__stream__():
-                        passed.append(chunk)
-                        yield chunk
+                    return follow(super().__stream__())
 
-            class SeenAsyncStream(kwargs["stream_cls"]):
-                async def __stream__(self):
-                    async for chunk in super().__stream__():
-                        passed.append(chunk)
-                        yield chunk
-
-            kwargs["stream_cls"] = SeenAsyncStream if is_async else SeenStream
+            kwargs["stream_cls"] = SeenStream
         return request(*args, **kwargs)
 
     monkeypatch.setattr(sdk, "request", with_own_stream_class)
     chunks = await read_stream(client, async_client, is_async)
-    assert len(chunks) == 6
-    assert passed[:6] == chunks and len(passed) == 7  # and the usage chunk, hidden from the user
-    span = instrumented.span()
-    assert span.attributes[names.USAGE_OUTPUT_TOKENS] == 4
-    assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
+    assert_seen_by_both(chunks, passed, instrumented.span())
 
 
 def test_legacy_completions_stream(instrumented, client) -> None:

@@ -72,13 +72,25 @@ def _read_headers(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any
     return wrapped(*args, **kwargs)
 
 
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+
+
 def _passes_on_its_iterator(stream: Any, iteration: str) -> bool:
-    """True when the stream's `__iter__` (or `__aiter__`) is a plain function that reads nothing but
-    `self._iterator`: openai's `Stream` and `AsyncStream` only yield its items, in every version so far.
-    The proxy then iterates `_iterator` itself, one generator step a chunk fewer. An SDK that adds to
-    `__iter__`, or one another tool has wrapped, is iterated through it."""
+    """True when the stream's `__iter__` (or `__aiter__`) has the shape of openai's own, in every version
+    so far: a plain generator function of `self` alone that reads nothing but `self._iterator` and calls
+    nothing (`for item in self._iterator: yield item`). The proxy then iterates `_iterator` itself, one
+    generator step a chunk fewer. One that does more, from a later SDK or another tool (wrapped, or
+    calling a function it closes over), is iterated through."""
     method = getattr(type(stream), iteration, None)
-    return type(method) is FunctionType and method.__code__.co_names == ("_iterator",)
+    if type(method) is not FunctionType:
+        return False
+    code = method.__code__
+    return bool(
+        code.co_flags & _GENERATOR_FLAGS
+        and code.co_argcount == 1
+        and code.co_names == ("_iterator",)
+        and not code.co_freevars
+    )
 
 
 class _Patch:
