@@ -3,8 +3,7 @@
 The span ends exactly once: when the stream is exhausted, closed, left through `with`, raises, or is
 garbage-collected unfinished (the finalizer is why an abandoned stream still ends its span).
 Chunks pass through a generator rather than a Python `__next__`: resuming a generator is the cheapest
-per-chunk hook Python offers. Over openai's streams, whose `__iter__` only passes on `_iterator`, the
-proxy's generator iterates `_iterator` itself: it takes the place of that step rather than adding one.
+per-chunk hook Python offers.
 """
 
 from __future__ import annotations
@@ -57,10 +56,8 @@ async def _follow_async(stream: Any, call: Call, hide_usage_chunk: bool) -> Asyn
 class _StreamProxy(wrapt.ObjectProxy):
     """What sync and async streams share: the call, the usage-chunk rule and the finalizer."""
 
-    def __init__(self, stream: Any, call: Call, hide_usage_chunk: bool, own_iterator: bool = False) -> None:
-        """`own_iterator`: iterate the stream's `_iterator` in place of its pass-through `__iter__`."""
+    def __init__(self, stream: Any, call: Call, hide_usage_chunk: bool) -> None:
         super().__init__(stream)
-        self._self_own_iterator = own_iterator
         self._self_call = call
         self._self_hide_usage_chunk = hide_usage_chunk
         self._self_chunks: Any = None
@@ -68,11 +65,7 @@ class _StreamProxy(wrapt.ObjectProxy):
     def _self_chunk_iterator(self, follow: Any) -> Any:
         if self._self_chunks is None:
             call = self._self_call
-            # Read when iteration starts, as the SDK's `__iter__` does: another tool may have replaced
-            # `_iterator` with its own wrapper of it since the call returned.
-            stream = self.__wrapped__
-            chunks = stream._iterator if self._self_own_iterator else stream
-            self._self_chunks = follow(chunks, call, self._self_hide_usage_chunk)
+            self._self_chunks = follow(self.__wrapped__, call, self._self_hide_usage_chunk)
             weakref.finalize(self._self_chunks, call.end)
         return self._self_chunks
 

@@ -11,7 +11,6 @@ import inspect
 import os
 import threading
 from collections.abc import Collection
-from types import FunctionType
 from typing import Any
 
 import wrapt
@@ -72,27 +71,6 @@ def _read_headers(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any
     return wrapped(*args, **kwargs)
 
 
-_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
-
-
-def _passes_on_its_iterator(stream: Any, iteration: str) -> bool:
-    """True when the stream's `__iter__` (or `__aiter__`) has the shape of openai's own, in every version
-    so far: a plain generator function of `self` alone that reads nothing but `self._iterator` and calls
-    nothing (`for item in self._iterator: yield item`). The proxy then iterates `_iterator` itself, one
-    generator step a chunk fewer. One that does more, from a later SDK or another tool (wrapped, or
-    calling a function it closes over), is iterated through."""
-    method = getattr(type(stream), iteration, None)
-    if type(method) is not FunctionType:
-        return False
-    code = method.__code__
-    return bool(
-        code.co_flags & _GENERATOR_FLAGS
-        and code.co_argcount == 1
-        and code.co_names == ("_iterator",)
-        and not code.co_freevars
-    )
-
-
 class _Patch:
     """The two wrappers and what they share: starting the call and handling what the SDK returned."""
 
@@ -106,7 +84,7 @@ class _Patch:
         from openai._legacy_response import LegacyAPIResponse
         from openai._response import BaseAPIResponse
 
-        self.stream_types = {Stream: (StreamProxy, "__iter__"), AsyncStream: (AsyncStreamProxy, "__aiter__")}
+        self.stream_types = {Stream: StreamProxy, AsyncStream: AsyncStreamProxy}
         self.stream_bases = tuple(self.stream_types)
         self.raw_types = (LegacyAPIResponse, BaseAPIResponse)
         self.legacy_type = LegacyAPIResponse
@@ -185,16 +163,12 @@ class _Patch:
     def _returned(self, call: Call, result: Any, hide_usage_chunk: bool) -> Any:
         """Follow what the SDK returned: a model, a stream, or a raw response still to be parsed."""
         try:
-            stream_type = self.stream_types.get(type(result))
-            if stream_type is None and isinstance(result, self.stream_bases):
+            proxy = self.stream_types.get(type(result))
+            if proxy is None and isinstance(result, self.stream_bases):
                 # A subclass of the SDK's stream: Logfire passes a new one per call as `stream_cls`.
-                stream_type = next(
-                    kind for base, kind in self.stream_types.items() if isinstance(result, base)
-                )
-            if stream_type is not None:
-                proxy, iteration = stream_type
-                own_iterator = _passes_on_its_iterator(result, iteration)
-                return proxy(result, call, hide_usage_chunk, own_iterator)
+                proxy = next(kind for base, kind in self.stream_types.items() if isinstance(result, base))
+            if proxy is not None:
+                return proxy(result, call, hide_usage_chunk)
             if isinstance(result, self.raw_types):
                 return self._raw_response(call, result, hide_usage_chunk)
             call.read(result)
