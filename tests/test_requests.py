@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import json
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 import requests
@@ -115,10 +114,9 @@ def test_a_large_embeddings_body_is_read_from_its_tail(telemetry, server, tmp_pa
     from otel_tokencost.instrumentation import requests as requests_patch
 
     decoded: list[int] = []
+    decode_whole = requests_patch.decode_object
     monkeypatch.setattr(
-        requests_patch,
-        "json",
-        SimpleNamespace(loads=lambda body: decoded.append(len(body)) or json.loads(body)),
+        requests_patch, "decode_object", lambda raw: decoded.append(len(raw)) or decode_whole(raw)
     )
     prices = tmp_path / "prices.json"  # the local server, priced as OpenAI
     prices.write_text(json.dumps({"providers": [{"match": server.base_url, "prices_from": "openai"}]}))

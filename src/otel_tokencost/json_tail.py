@@ -1,4 +1,4 @@
-"""The last top-level members of a JSON object, decoded without the rest of it.
+"""JSON the transports see raw: a whole object, or its last top-level members without the rest of it.
 
 An embeddings response is megabytes of floats followed by the two members a span needs (`model`,
 `usage`). Decoding the whole body to read them would cost the app tens of milliseconds a call, on top of
@@ -14,6 +14,16 @@ from typing import Any
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _OBJECT_START = re.compile(rb"[ \t\n\r]*\{")
 _decode = json.JSONDecoder().raw_decode
+
+
+def decode_object(raw: bytes | str) -> dict[str, Any] | None:
+    """The JSON object in `raw`, or None when it is not one: malformed, another kind of value, or nested
+    deeper than Python decodes (which raises RecursionError, not ValueError). Never raises."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def trailing_members(body: bytes, keys: tuple[str, ...], fragment: bool = False) -> dict[str, Any] | None:

@@ -7,9 +7,8 @@ partial line (capped) and two event payloads, however long the stream.
 
 from __future__ import annotations
 
-import json
-
 from .engine import Call, report_internal_error
+from .json_tail import decode_object
 
 MAX_LINE = 1 << 20  # a longer line is not an event this observer needs
 FINISH_MARKERS = (b'"finish_reason":"', b'"finish_reason": "')
@@ -79,11 +78,8 @@ class SSEObserver:
         self._previous = self._last = None
 
     def _read(self, payload: bytes) -> None:
-        try:
-            event = json.loads(payload)
-        except (ValueError, RecursionError):  # malformed, or nested deeper than Python decodes
-            return  # the provider's problem, not the app's
-        if isinstance(event, dict):
+        event = decode_object(payload)  # None when malformed: the provider's problem, not the app's
+        if event is not None:
             try:
                 self._call.read_chunk(event)
             except Exception:

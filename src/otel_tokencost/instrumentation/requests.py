@@ -7,7 +7,6 @@ user consumes it, through whichever of `iter_lines`, `iter_content`, `.content` 
 
 from __future__ import annotations
 
-import json
 import os
 import weakref
 from collections import deque
@@ -20,7 +19,7 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from ..budgets import BudgetExceededError
 from ..engine import Call, current_call, report_internal_error
-from ..json_tail import trailing_members
+from ..json_tail import decode_object, trailing_members
 from ..operations import CHAT_COMPLETIONS, Operation, operation_for
 from ..package import _instruments_requests
 from ..sse import SSEObserver
@@ -150,11 +149,7 @@ def _json_body(raw_body: Any) -> dict:
     """The request body the app sent as bytes or text, as the object it should be; {} when it is not."""
     if raw_body is None or raw_body.__class__ not in (bytes, str):
         return {}
-    try:
-        body = json.loads(raw_body)
-    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python decodes: the app's own
-        return {}
-    return body if isinstance(body, dict) else {}
+    return decode_object(raw_body) or {}
 
 
 def _follow(call: Call, response: Any, streamed: bool) -> None:
@@ -189,11 +184,8 @@ def _read_body(call: Call, content: Any, fragment: bool = False) -> None:
         return
     if fragment:
         return
-    try:
-        body = json.loads(content)
-    except (ValueError, RecursionError):
-        return  # an HTML error page, say: the span keeps its status and error.type
-    if isinstance(body, dict):
+    body = decode_object(content)
+    if body is not None:  # else an HTML error page, say: the span keeps its status and error.type
         call.read(body)
 
 
