@@ -40,8 +40,10 @@ time of otel_tokencost (`-X importtime` in fresh interpreters, alone and after o
 "requests wrapper alone" calls `Session.post` on a session whose transport adapter answers from memory
 and which prepares each request once: what remains is the two patched methods, so their cost stands out
 of the noise. Its embeddings case answers a batch of 32 vectors of 1536 floats (316 KB), which the
-package reads from the body's tail. Every LLM call measured is priced (checked before the rounds): the
-stub and the local server through a prices file that gives them OpenAI's rates.
+package reads from the body's tail; its image case sends a chat request with a 1 MB base64 image as
+`data=` bytes, whose model and parameters the package reads without decoding the image. Every LLM call
+measured is priced (checked before the rounds): the stub and the local server through a prices file
+that gives them OpenAI's rates.
 
 --check exits 1 when a regression guard fails. The guards are deliberately generous: they are there to
 catch a tenfold regression on a noisy CI machine, not a few percent.
@@ -191,6 +193,21 @@ def _embedding_batch_body() -> bytes:
 
 
 EMBEDDING_BATCH_BODY = _embedding_batch_body()
+IMAGE_BYTES = 750_000
+IMAGE_CASE = "requests wrapper alone, chat with a 1 MB image as data="
+
+
+def _image_request_body() -> bytes:
+    """A chat request with an image as a base64 data URL (1 MB of JSON), encoded by the app itself."""
+    image = base64.b64encode(bytes(range(256)) * (IMAGE_BYTES // 256)).decode()
+    parts = [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}},
+    ]
+    return _dumps({"model": MODEL, "messages": [{"role": "user", "content": parts}], "max_tokens": 300})
+
+
+IMAGE_REQUEST_BODY = _image_request_body()
 NOT_FOUND_BODY = _dumps({"error": {"message": "Unknown request URL", "type": "invalid_request_error"}})
 JSON_HEADERS = {"content-type": "application/json"}
 SSE_HEADERS = {"content-type": "text/event-stream"}
@@ -250,7 +267,7 @@ class StubSession(requests.Session):
         self._prepared: dict[tuple[str, str], requests.PreparedRequest] = {}
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
-        key = (request.method, request.url)
+        key = (request.method, request.url, id(request.data or None), id(request.json))
         prepared = self._prepared.get(key)
         if prepared is None:
             prepared = self._prepared[key] = super().prepare_request(request)
@@ -645,6 +662,9 @@ def build_cases(
     def stub_embeddings_batch() -> None:
         session.post(f"{STUB_BASE_URL}/embeddings", json=batch_body, headers=headers)
 
+    def stub_image_chat() -> None:
+        session.post(f"{STUB_BASE_URL}/chat/completions", data=IMAGE_REQUEST_BODY, headers=headers)
+
     on, off = tokencost_on, tokencost_off
     cases = [
         Case("in-process chat", in_process["chat"], on, off),
@@ -667,6 +687,7 @@ def build_cases(
         Case("requests wrapper alone, chat", stub_chat, on, off),
         Case("requests wrapper alone, non-LLM", stub_files, on, off, spans_per_call=0, llm_call=False),
         Case(BATCH_CASE, stub_embeddings_batch, on, off),
+        Case(IMAGE_CASE, stub_image_chat, on, off),
         # The API's no-op providers: what is left is the package's own code.
         Case("in-process chat, no-op providers", in_process["chat"], own_code_on, off, spans_per_call=0),
     ]
@@ -1099,6 +1120,11 @@ def guards(
         Guard(
             "requests embeddings batch added, in hot floors",
             by_name[BATCH_CASE].added_x_floor or 0.0,
+            GUARD_ADDED_X_FLOOR,
+        ),
+        Guard(
+            "requests chat with an image as data= added, in hot floors",
+            by_name[IMAGE_CASE].added_x_floor or 0.0,
             GUARD_ADDED_X_FLOOR,
         ),
         Guard(

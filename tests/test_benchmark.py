@@ -24,6 +24,7 @@ CASES = (
     "requests wrapper alone, chat",
     "requests wrapper alone, non-LLM",
     "requests wrapper alone, embeddings 32x1536",
+    "requests wrapper alone, chat with a 1 MB image as data=",
     "in-process chat, no-op providers",
 )
 STREAMS = ("in-process stream", "in-process async stream", "loopback stream")

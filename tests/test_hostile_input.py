@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from otel_tokencost.engine import Call
 from otel_tokencost.instrumentation.requests import MAX_KEPT, TAIL_WINDOW, JSONObserver
-from otel_tokencost.json_tail import trailing_members
+from otel_tokencost.json_tail import top_level_members, trailing_members
 from otel_tokencost.operations import (
     CHAT_COMPLETIONS,
     EMBEDDINGS,
@@ -184,6 +184,78 @@ def test_the_tail_reader_reads_the_usual_layout_and_refuses_what_is_not_the_top_
 )
 def test_the_tail_reader_takes_any_bytes(body) -> None:
     members = trailing_members(body, TAIL_KEYS)
+    assert members is None or isinstance(members, dict)
+
+
+WALK_KEYS = frozenset({"model", "stream", "max_tokens"})
+walk_names = st.sampled_from(["model", "stream", "max_tokens", "messages", 'say "model', "\\", ""])
+walk_strings = st.text(alphabet='ab"\\[]{},: \n\u00e9\U0001f600', max_size=12)
+walk_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | walk_strings | walk_names,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(walk_names, children, max_size=4),
+    max_leaves=16,
+)
+
+
+@given(st.dictionaries(walk_names, walk_values, max_size=6), json_layouts)
+def test_the_member_walk_agrees_with_a_full_decode(document, layout) -> None:
+    """Whatever the strings hold (quotes, backslashes, brackets), the members read are the object's own."""
+    body = json.dumps(document, **layout).encode()
+    expected = {key: value for key, value in document.items() if key in WALK_KEYS}
+    assert top_level_members(body, WALK_KEYS, max_steps=10_000) == expected
+
+
+def test_the_member_walk_keeps_the_last_of_a_duplicated_member_as_a_full_decode_does() -> None:
+    tricky = [{"c": ']\\"[{'}, "\\", '"model": "x"']  # escaped quotes, a trailing backslash, decoys
+    body = b' {"model": "a", "messages": %s, "model" : "b", "max_tokens": 7}\n' % json.dumps(tricky).encode()
+    assert {key: json.loads(body)[key] for key in ("model", "max_tokens")} == {"model": "b", "max_tokens": 7}
+    assert top_level_members(body, WALK_KEYS, max_steps=100) == {"model": "b", "max_tokens": 7}
+
+
+def test_the_member_walk_stops_at_its_step_budget() -> None:
+    """A body of many short strings is left to a full decode. A step finds a top-level key's or
+    value's end, or the next quote or bracket inside a value and, for a quote, its string's end."""
+    body = json.dumps({"messages": ["x"] * 20, "model": "m"}).encode()
+    steps = 1 + 20 * 2 + 1 + 2  # "messages", each "x", the closing bracket, "model" and "m"
+    assert top_level_members(body, WALK_KEYS, max_steps=steps) == {"model": "m"}
+    assert top_level_members(body, WALK_KEYS, max_steps=steps - 1) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'["model", "m"]',
+        b'{"model": "m"',
+        b'{"model": "m"} x',
+        b'{"model" "m"}',
+        b'{"model": "m" "stream": true}',
+        b'{"messages": [{"a": 1}, "model": "m"}',
+        b'{"messages": "unterminated, "model": "m"}',
+        b'{"model": tru}',
+        b'{model: "m"}',
+        b"\xff" * 9,
+        b"",
+    ],
+)
+def test_the_member_walk_refuses_what_is_not_an_object(body) -> None:
+    assert top_level_members(body, WALK_KEYS, max_steps=100) is None
+
+
+def test_a_wanted_member_nested_deeper_than_python_decodes_is_refused() -> None:
+    deep = b'{"model": "m", "stream": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert top_level_members(deep, WALK_KEYS, max_steps=1_000_000) is None
+    skipped = b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b', "model": "m"}'
+    assert top_level_members(skipped, WALK_KEYS, max_steps=1_000_000) == {"model": "m"}
+
+
+@given(
+    st.binary(max_size=200)
+    | st.lists(st.sampled_from([b'"model"', b'"m\\"', b":", b",", b"{", b"}", b"[", b"]", b"1"])).map(
+        b"".join
+    )
+)
+def test_the_member_walk_takes_any_bytes(body) -> None:
+    members = top_level_members(body, WALK_KEYS, max_steps=1_000)
     assert members is None or isinstance(members, dict)
 
 

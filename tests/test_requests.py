@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gc
 import json
 from decimal import Decimal
@@ -138,6 +139,96 @@ def test_a_large_embeddings_body_is_read_from_its_tail(telemetry, server, tmp_pa
     assert span.attributes[names.USAGE_COST_AMOUNT] == float(
         genai_cost("text-embedding-3-small", 192, 0, provider="openai")
     )
+
+
+def image_body(**extra) -> dict:
+    """A chat request with an image as a base64 data URL (~1 MB), the usual shape of a vision call."""
+    image = base64.b64encode(bytes(range(256)) * 3000).decode()
+    parts = [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}},
+    ]
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": parts}], **extra}
+
+
+def spy_on_decoding(monkeypatch) -> list[int]:
+    """The sizes of the bodies the requests patch decodes whole."""
+    from otel_tokencost.instrumentation import requests as requests_patch
+
+    decoded: list[int] = []
+    decode_whole = requests_patch.decode_object
+    monkeypatch.setattr(
+        requests_patch, "decode_object", lambda raw: decoded.append(len(raw)) or decode_whole(raw)
+    )
+    return decoded
+
+
+def send_raw(server, encoded: bytes | str, how: str, headers: dict) -> None:
+    url = f"{server.base_url}/chat/completions"
+    if how == "Session.send":
+        with requests.Session() as session:
+            session.send(requests.Request("POST", url, data=encoded, headers=headers).prepare(), timeout=10)
+    else:
+        requests.post(url, data=encoded, headers=headers, timeout=10)
+
+
+def span_without_id(telemetry) -> dict:
+    attributes = dict(telemetry.spans()[-1].attributes)
+    attributes.pop(names.RESPONSE_ID)
+    return attributes
+
+
+@pytest.mark.parametrize("how", ["data bytes", "data str", "Session.send"])
+def test_a_large_request_body_is_read_without_decoding_its_image(traced, server, monkeypatch, how) -> None:
+    """The model and parameters of a request sent as bytes or text with a ~1 MB image are read member by
+    member, the image stepped over: the span is the one the same call sent with `json=` gets."""
+    body = image_body(max_tokens=300, temperature=0.2)
+    post(server, "/chat/completions", body, usage(900, 40))
+    expected = span_without_id(traced)
+    assert expected[names.REQUEST_MODEL] == "gpt-4o-mini"
+    assert expected[names.REQUEST_MAX_TOKENS] == 300
+    assert expected[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 900, 40))
+    decoded = spy_on_decoding(monkeypatch)
+    encoded = json.dumps(body)
+    send_raw(server, encoded.encode() if how != "data str" else encoded, how, usage(900, 40))
+    assert len(traced.spans()) == 2
+    assert span_without_id(traced) == expected
+    assert len(encoded) > 1_000_000
+    assert decoded and max(decoded) < 10_000  # the response, not the request
+
+
+def test_a_large_request_body_is_decoded_whole_when_content_is_captured(
+    telemetry, server, monkeypatch
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    RequestsInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        decoded = spy_on_decoding(monkeypatch)
+        encoded = json.dumps(image_body()).encode()
+        send_raw(server, encoded, "data bytes", usage(900, 40))
+    finally:
+        RequestsInstrumentor().uninstrument()
+    assert len(encoded) in decoded
+    messages = json.loads(telemetry.span().attributes[names.INPUT_MESSAGES])
+    assert messages[0]["parts"][0] == {"type": "text", "content": "What is in this image?"}
+
+
+def test_a_large_request_body_of_many_short_strings_is_decoded_whole(traced, server, monkeypatch) -> None:
+    """A long conversation would take a member walk longer than a full decode: it is decoded whole."""
+    history = [{"role": "user", "content": f"message {index}"} for index in range(5_000)]
+    body = chat_body(messages=history, temperature=0.7)
+    decoded = spy_on_decoding(monkeypatch)
+    encoded = json.dumps(body).encode()
+    send_raw(server, encoded, "data bytes", usage(30_000, 12))
+    assert len(encoded) > 100_000 and len(encoded) in decoded
+    span = traced.span()
+    assert (span.attributes[names.REQUEST_MODEL], span.attributes[names.REQUEST_TEMPERATURE]) == (
+        "gpt-4o-mini",
+        0.7,
+    )
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 30_000, 12))
 
 
 @pytest.mark.parametrize("read", ["json", "iter_content", "raw.read"])

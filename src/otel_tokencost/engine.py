@@ -38,6 +38,8 @@ REQUEST_PARAMS = (
     ("temperature", names.REQUEST_TEMPERATURE),
     ("top_p", names.REQUEST_TOP_P),
 )
+# The members of a request body a call reads, message content aside (read only when it is captured).
+REQUEST_KEYS = frozenset({"model", "stream", *(key for key, _ in REQUEST_PARAMS)})
 STRICT_ENV = "OTEL_TOKENCOST_STRICT"
 MAX_ATTRIBUTE_SETS = 2048
 IN_CALL = context_api.create_key("otel_tokencost.in_call")  # the Call being measured

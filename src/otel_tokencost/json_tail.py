@@ -1,19 +1,26 @@
-"""JSON the transports see raw: a whole object, or its last top-level members without the rest of it.
+"""JSON the transports see raw: a whole object, or some of its top-level members without the rest of it.
 
 An embeddings response is megabytes of floats followed by the two members a span needs (`model`,
 `usage`). Decoding the whole body to read them would cost the app tens of milliseconds a call, on top of
-its own decoding; decoding from the first of them on costs microseconds.
+its own decoding; decoding from the first of them on costs microseconds. A request body with an image
+(a base64 data URL of megabytes) is the same in reverse: its model and parameters are read by stepping
+over the image's string, not by decoding it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from typing import Any
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _OBJECT_START = re.compile(rb"[ \t\n\r]*\{")
 _decode = json.JSONDecoder().raw_decode
+_STRUCTURE = re.compile(rb'["\[\]{}]')  # what a value being stepped over has to be followed through
+_SPACE = re.compile(rb"[ \t\n\r]*")
+_SCALAR = re.compile(rb"[^ \t\n\r,}\]]*")  # a number, true, false or null
+_QUOTE, _BACKSLASH, _OPENERS = ord('"'), ord("\\"), b"[{"
 
 
 def decode_object(raw: bytes | str) -> dict[str, Any] | None:
@@ -78,3 +85,99 @@ def _members(text: str) -> tuple[dict[str, Any], int]:
             return members, index
         if separator != ",":
             raise ValueError("a member is followed by neither a comma nor the closing brace")
+
+
+def top_level_members(body: bytes, keys: Collection[str], max_steps: int) -> dict[str, Any] | None:
+    """The members named in `keys` of the JSON object `body` (the last of each, as a full decode keeps),
+    or None when `body` is not an object as far as is seen, or takes more than `max_steps` to walk.
+
+    The other members' strings, arrays and objects are stepped over without being decoded: a step finds
+    the next quote or bracket, and the closing quote of a string however long it is. A body whose bytes
+    are mostly in a few long strings (an image as a base64 data URL) takes a few dozen steps; one made of
+    many short strings takes more than a full decode would cost, and `max_steps` stops it first. What is
+    stepped over is not checked: a malformed value there goes unnoticed.
+    """
+    try:
+        return _Walk(body, max_steps).members(keys)
+    except (ValueError, RecursionError, IndexError):  # not JSON where it matters, too deep, or too long
+        return None
+
+
+class _Walk:
+    """A walk over the top level of a JSON object, counting its steps."""
+
+    __slots__ = ("body", "steps_left")
+
+    def __init__(self, body: bytes, max_steps: int) -> None:
+        self.body = body
+        self.steps_left = max_steps
+
+    def members(self, keys: Collection[str]) -> dict[str, Any] | None:
+        body = self.body
+        index = _SPACE.match(body).end()
+        if body[index : index + 1] != b"{":
+            return None
+        members: dict[str, Any] = {}
+        index = _SPACE.match(body, index + 1).end()
+        if body[index : index + 1] == b"}":
+            return members if _SPACE.match(body, index + 1).end() == len(body) else None
+        while True:
+            if body[index] != _QUOTE:
+                return None
+            end = self.string_end(index + 1)
+            key = json.loads(body[index:end])
+            index = _SPACE.match(body, end).end()
+            if body[index : index + 1] != b":":
+                return None
+            index = _SPACE.match(body, index + 1).end()
+            first = body[index]
+            if first == _QUOTE:
+                end = self.string_end(index + 1)
+            elif first in _OPENERS:
+                end = self.container_end(index + 1)
+            else:
+                end = _SCALAR.match(body, index).end()
+            if key in keys:
+                members[key] = json.loads(body[index:end])
+            index = _SPACE.match(body, end).end()
+            separator = body[index : index + 1]
+            index = _SPACE.match(body, index + 1).end()
+            if separator == b"}":
+                return members if index == len(body) else None
+            if separator != b",":
+                return None
+
+    def string_end(self, index: int) -> int:
+        """Where the string whose content starts at `index` ends, past its closing quote."""
+        body = self.body
+        while True:
+            self.steps_left -= 1
+            if self.steps_left < 0:
+                raise ValueError("too many steps")
+            quote = body.index(b'"', index)
+            backslash = quote - 1
+            while body[backslash] == _BACKSLASH:
+                backslash -= 1
+            if (quote - backslash) % 2:  # preceded by an even number of backslashes: not escaped
+                return quote + 1
+            index = quote + 1
+
+    def container_end(self, index: int) -> int:
+        """Where the array or object whose content starts at `index` ends, past its closing bracket."""
+        body, search, depth = self.body, _STRUCTURE.search, 1
+        while depth:
+            self.steps_left -= 1
+            if self.steps_left < 0:
+                raise ValueError("too many steps")
+            match = search(body, index)
+            if match is None:
+                raise ValueError("an array or object is not closed")
+            index = match.end()
+            found = body[index - 1]
+            if found == _QUOTE:
+                index = self.string_end(index)
+            elif found in _OPENERS:
+                depth += 1
+            else:
+                depth -= 1
+        return index

@@ -18,8 +18,8 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
 from ..budgets import BudgetExceededError
-from ..engine import Call, current_call, report_internal_error
-from ..json_tail import decode_object, trailing_members
+from ..engine import REQUEST_KEYS, Call, current_call, report_internal_error
+from ..json_tail import decode_object, top_level_members, trailing_members
 from ..operations import CHAT_COMPLETIONS, Operation, operation_for
 from ..package import _instruments_requests
 from ..sse import SSEObserver
@@ -30,6 +30,8 @@ PATHS_ENV = "OTEL_TOKENCOST_REQUESTS_PATHS"
 MAX_KEPT = 16 << 20  # bytes of a streamed JSON body kept to read it whole
 TAIL_WINDOW = 64 << 10  # bytes kept of a larger one, for its trailing members
 STANDARD_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses")
+LARGE_BODY = 64 << 10  # bytes of a request body past which it is read member by member, if quickly
+BYTES_PER_STEP = 4096  # a walk taking more steps than one per this many bytes would gain little
 
 
 class RequestsInstrumentor(BaseInstrumentor):
@@ -85,7 +87,7 @@ class _Patch:
             return wrapped(*args, **kwargs)
         body = kwargs.get("json")
         if not isinstance(body, dict):
-            body = _json_body(kwargs.get("data"))
+            body = _json_body(kwargs.get("data"), self.telemetry.capture_content)
         streamed = kwargs.get("stream")
         return self._measure(
             wrapped, args, kwargs, path, body, instance.stream if streamed is None else streamed
@@ -98,7 +100,7 @@ class _Patch:
         path = self._llm_path(getattr(request, "url", None))
         if path is None or current_call() is not None:
             return wrapped(*args, **kwargs)  # not a call, or inside one that `request` measures
-        body = _json_body(request.body)
+        body = _json_body(request.body, self.telemetry.capture_content)
         return self._measure(wrapped, args, kwargs, path, body, kwargs.get("stream", instance.stream))
 
     def _llm_path(self, url: Any) -> str | None:
@@ -145,10 +147,19 @@ class _Patch:
         return operation or CHAT_COMPLETIONS, path[: -len(suffix)]
 
 
-def _json_body(raw_body: Any) -> dict:
-    """The request body the app sent as bytes or text, as the object it should be; {} when it is not."""
+def _json_body(raw_body: Any, capture_content: bool) -> dict:
+    """The request body the app sent as bytes or text, as the object it should be; {} when it is not.
+
+    A large body that is mostly long strings (an image sent as a base64 data URL, say) is not decoded
+    whole: only the members a call reads are, unless message content is captured.
+    """
     if raw_body is None or raw_body.__class__ not in (bytes, str):
         return {}
+    if len(raw_body) > LARGE_BODY and not capture_content:
+        raw = raw_body if raw_body.__class__ is bytes else raw_body.encode("utf-8", "surrogatepass")
+        members = top_level_members(raw, REQUEST_KEYS, len(raw) // BYTES_PER_STEP)
+        if members is not None:
+            return members
     return decode_object(raw_body) or {}
 
 
