@@ -18,7 +18,7 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _OBJECT_START = re.compile(rb"[ \t\n\r]*\{")
 _decode = json.JSONDecoder().raw_decode
 _STRUCTURE = re.compile(rb'["\[\]{}]')  # what a value being stepped over has to be followed through
-_SPACE = re.compile(rb"[ \t\n\r]*")
+_WHITESPACE_BYTES = re.compile(rb"[ \t\n\r]*")
 _SCALAR = re.compile(rb"[^ \t\n\r,}\]]*")  # a number, true, false or null
 _QUOTE, _BACKSLASH, _OPENERS = ord('"'), ord("\\"), b"[{"
 
@@ -66,7 +66,10 @@ def trailing_members(body: bytes, keys: tuple[str, ...], fragment: bool = False)
 
 
 def _members(text: str) -> tuple[dict[str, Any], int]:
-    """Parse `"key": value, ... }` and the whitespace after it; return the members and where it stopped."""
+    """Parse `"key": value, ... }` and the whitespace after it; return the members and where it stopped.
+
+    Every member is decoded, so this reads text (a body's short tail); `_Walk` reads bytes, as it steps
+    over most of a long body's values."""
     members: dict[str, Any] = {}
     index = 0
     while True:
@@ -114,22 +117,22 @@ class _Walk:
 
     def members(self, keys: Collection[str]) -> dict[str, Any] | None:
         body = self.body
-        index = _SPACE.match(body).end()
+        index = _WHITESPACE_BYTES.match(body).end()
         if body[index : index + 1] != b"{":
             return None
         members: dict[str, Any] = {}
-        index = _SPACE.match(body, index + 1).end()
+        index = _WHITESPACE_BYTES.match(body, index + 1).end()
         if body[index : index + 1] == b"}":
-            return members if _SPACE.match(body, index + 1).end() == len(body) else None
+            return members if _WHITESPACE_BYTES.match(body, index + 1).end() == len(body) else None
         while True:
             if body[index] != _QUOTE:
                 return None
             end = self.string_end(index + 1)
-            key = json.loads(body[index:end])
-            index = _SPACE.match(body, end).end()
+            key = _value(body[index:end])
+            index = _WHITESPACE_BYTES.match(body, end).end()
             if body[index : index + 1] != b":":
                 return None
-            index = _SPACE.match(body, index + 1).end()
+            index = _WHITESPACE_BYTES.match(body, index + 1).end()
             first = body[index]
             if first == _QUOTE:
                 end = self.string_end(index + 1)
@@ -138,10 +141,10 @@ class _Walk:
             else:
                 end = _SCALAR.match(body, index).end()
             if key in keys:
-                members[key] = json.loads(body[index:end])
-            index = _SPACE.match(body, end).end()
+                members[key] = _value(body[index:end])
+            index = _WHITESPACE_BYTES.match(body, end).end()
             separator = body[index : index + 1]
-            index = _SPACE.match(body, index + 1).end()
+            index = _WHITESPACE_BYTES.match(body, index + 1).end()
             if separator == b"}":
                 return members if index == len(body) else None
             if separator != b",":
@@ -181,3 +184,12 @@ class _Walk:
             else:
                 depth -= 1
         return index
+
+
+def _value(raw: bytes) -> Any:
+    """The one JSON value `raw` holds: json.loads without its encoding detection, for a short value."""
+    text = raw.decode()
+    value, end = _decode(text)
+    if end != len(text):
+        raise ValueError("more than one value")
+    return value
