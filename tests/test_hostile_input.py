@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from otel_tokencost.engine import Call
 from otel_tokencost.instrumentation.requests import MAX_KEPT, TAIL_WINDOW, JSONObserver
-from otel_tokencost.json_tail import top_level_members, trailing_members
+from otel_tokencost.json_tail import MAX_RUN, top_level_members, trailing_members
 from otel_tokencost.operations import (
     CHAT_COMPLETIONS,
     EMBEDDINGS,
@@ -246,6 +246,18 @@ def test_a_wanted_member_nested_deeper_than_python_decodes_is_refused() -> None:
     assert top_level_members(deep, WALK_KEYS, max_steps=1_000_000) is None
     skipped = b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b', "model": "m"}'
     assert top_level_members(skipped, WALK_KEYS, max_steps=1_000_000) == {"model": "m"}
+
+
+def test_a_long_run_of_backslashes_or_spaces_is_not_looked_back_over() -> None:
+    """Telling an escaped quote from a closing one, or a member's start, looks back over a run of
+    backslashes or whitespace; a run longer than MAX_RUN is not followed (the body is then decoded
+    whole), so that a hostile one costs no more than a short one."""
+    for backslashes, expected in ((MAX_RUN // 2 - 1, {"model": "m"}), (MAX_RUN, None)):
+        body = json.dumps({"messages": "\\" * backslashes, "model": "m"}).encode()
+        assert top_level_members(body, WALK_KEYS, max_steps=100) == expected
+    for spaces, expected in ((MAX_RUN - 1, {"model": "m", "usage": {}}), (MAX_RUN, None)):
+        body = b'{"data": [1],' + b" " * spaces + b'"model": "m", "usage": {}}'
+        assert trailing_members(body, TAIL_KEYS) == expected
 
 
 @given(

@@ -21,6 +21,7 @@ _STRUCTURE = re.compile(rb'["\[\]{}]')  # what a value being stepped over has to
 _WHITESPACE_BYTES = re.compile(rb"[ \t\n\r]*")
 _SCALAR = re.compile(rb"[^ \t\n\r,}\]]*")  # a number, true, false or null
 _QUOTE, _BACKSLASH, _OPENERS = ord('"'), ord("\\"), b"[{"
+MAX_RUN = 256  # backslashes or whitespace looked back over; a longer run is not followed
 
 
 def decode_object(raw: bytes | str) -> dict[str, Any] | None:
@@ -50,12 +51,10 @@ def trailing_members(body: bytes, keys: tuple[str, ...], fragment: bool = False)
     start = min((positions[key] for key in found), default=-1)
     if start <= 0 or not (fragment or _OBJECT_START.match(body)):
         return None
-    before = start - 1
-    while before > 0 and body[before] in b" \t\n\r":
-        before -= 1
-    if body[before] not in b"{,":  # not where a member starts: inside a string, or a value
-        return None
     try:
+        before = start - 1 - _run_before(body, start, b" \t\n\r", 0)
+        if before < 0 or body[before] not in b"{,":  # not where a member starts: in a string, or a value
+            return None
         text = body[start:].decode()
         members, end = _members(text)
     except (ValueError, RecursionError):  # not JSON there (or nested beyond reason), or not UTF-8
@@ -158,11 +157,8 @@ class _Walk:
             if self.steps_left < 0:
                 raise ValueError("too many steps")
             quote = body.index(b'"', index)
-            backslash = quote - 1
-            while body[backslash] == _BACKSLASH:
-                backslash -= 1
-            if (quote - backslash) % 2:  # preceded by an even number of backslashes: not escaped
-                return quote + 1
+            if body[quote - 1] != _BACKSLASH or _run_before(body, quote, b"\\", index) % 2 == 0:
+                return quote + 1  # not escaped
             index = quote + 1
 
     def container_end(self, index: int) -> int:
@@ -193,3 +189,13 @@ def _value(raw: bytes) -> Any:
     if end != len(text):
         raise ValueError("more than one value")
     return value
+
+
+def _run_before(body: bytes, end: int, chars: bytes, start: int) -> int:
+    """How many bytes of `chars` stand right before `end` (and from `start` on); ValueError past MAX_RUN,
+    so that a hostile run costs no more than a short one."""
+    window = body[max(start, end - MAX_RUN) : end]
+    run = len(window) - len(window.rstrip(chars))
+    if run == MAX_RUN:
+        raise ValueError("too long a run to look back over")
+    return run
