@@ -115,6 +115,7 @@ class _Walk:
         self.steps_left = max_steps
 
     def members(self, keys: Collection[str]) -> dict[str, Any] | None:
+        """The members named in `keys` of the object the body is, or None if it is not one."""
         body = self.body
         index = _WHITESPACE_BYTES.match(body).end()
         if body[index : index + 1] != b"{":
