@@ -197,6 +197,25 @@ def test_a_large_request_body_is_read_without_decoding_its_image(traced, server,
     assert decoded and max(decoded) < 10_000  # the response, not the request
 
 
+@pytest.mark.parametrize("how", ["data bytes", "Session.send"])
+def test_a_failure_reading_the_request_body_never_reaches_the_app(traced, server, monkeypatch, caplog, how):
+    from otel_tokencost.instrumentation import requests as requests_patch
+
+    monkeypatch.setenv("OTEL_TOKENCOST_STRICT", "0")
+    monkeypatch.setattr(requests_patch, "top_level_members", lambda *args: 1 / 0)
+    url = f"{server.base_url}/chat/completions"
+    encoded = json.dumps(image_body()).encode()
+    if how == "Session.send":
+        with requests.Session() as session:
+            prepared = requests.Request("POST", url, data=encoded, headers=usage(900, 40)).prepare()
+            response = session.send(prepared, timeout=10)
+    else:
+        response = requests.post(url, data=encoded, headers=usage(900, 40), timeout=10)
+    assert response.status_code == 200 and response.json()["usage"]["prompt_tokens"] == 900
+    assert traced.spans() == ()  # the call went through unmeasured
+    assert "starting the requests span failed; the app is unaffected" in caplog.text
+
+
 def test_a_large_request_body_is_decoded_whole_when_content_is_captured(
     telemetry, server, monkeypatch
 ) -> None:

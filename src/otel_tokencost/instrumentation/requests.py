@@ -87,7 +87,7 @@ class _Patch:
             return wrapped(*args, **kwargs)
         body = kwargs.get("json")
         if not isinstance(body, dict):
-            body = _json_body(kwargs.get("data"), self.telemetry.capture_content)
+            body = kwargs.get("data")
         streamed = kwargs.get("stream")
         return self._measure(
             wrapped, args, kwargs, path, body, instance.stream if streamed is None else streamed
@@ -100,8 +100,7 @@ class _Patch:
         path = self._llm_path(getattr(request, "url", None))
         if path is None or current_call() is not None:
             return wrapped(*args, **kwargs)  # not a call, or inside one that `request` measures
-        body = _json_body(request.body, self.telemetry.capture_content)
-        return self._measure(wrapped, args, kwargs, path, body, kwargs.get("stream", instance.stream))
+        return self._measure(wrapped, args, kwargs, path, request.body, kwargs.get("stream", instance.stream))
 
     def _llm_path(self, url: Any) -> str | None:
         """The URL without its query when it names an OpenAI-compatible endpoint, else None."""
@@ -114,7 +113,7 @@ class _Patch:
         path = url.split("?", 1)[0].rstrip("/")
         return path if path.endswith(self.suffixes) else None
 
-    def _measure(self, wrapped: Any, args: tuple, kwargs: dict, path: str, body: dict, streamed: bool) -> Any:
+    def _measure(self, wrapped: Any, args: tuple, kwargs: dict, path: str, body: Any, streamed: bool) -> Any:
         call = self._start(body, path)
         if call is None:
             return wrapped(*args, **kwargs)
@@ -126,8 +125,11 @@ class _Patch:
             call.end()
         return response
 
-    def _start(self, body: dict, path: str) -> Call | None:
+    def _start(self, body: Any, path: str) -> Call | None:
+        """Start the call of a request whose body is the app's dict (`json=`), or as it was sent."""
         try:
+            if not isinstance(body, dict):
+                body = _json_body(body, self.telemetry.capture_content)
             operation, base_url = self._operation(path)
             return self.telemetry.start(self.telemetry.endpoint(base_url), operation, body)
         except BudgetExceededError:
