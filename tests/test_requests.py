@@ -109,9 +109,8 @@ def test_other_endpoints(traced, server, path, body, span_name) -> None:
     assert span.attributes[names.USAGE_INPUT_TOKENS] == expected_input
 
 
-def test_a_large_embeddings_body_is_read_from_its_tail(telemetry, server, tmp_path, monkeypatch) -> None:
-    """A batch of long vectors (here ~1 MB of JSON) is priced without decoding its floats a second time:
-    only the trailing `model` and `usage` members are decoded."""
+def spy_on_decoding(monkeypatch) -> list[int]:
+    """The sizes of the bodies the requests patch decodes whole."""
     from otel_tokencost.instrumentation import requests as requests_patch
 
     decoded: list[int] = []
@@ -119,6 +118,13 @@ def test_a_large_embeddings_body_is_read_from_its_tail(telemetry, server, tmp_pa
     monkeypatch.setattr(
         requests_patch, "decode_object", lambda raw: decoded.append(len(raw)) or decode_whole(raw)
     )
+    return decoded
+
+
+def test_a_large_embeddings_body_is_read_from_its_tail(telemetry, server, tmp_path, monkeypatch) -> None:
+    """A batch of long vectors (here ~1 MB of JSON) is priced without decoding its floats a second time:
+    only the trailing `model` and `usage` members are decoded."""
+    decoded = spy_on_decoding(monkeypatch)
     prices = tmp_path / "prices.json"  # the local server, priced as OpenAI
     prices.write_text(json.dumps({"providers": [{"match": server.base_url, "prices_from": "openai"}]}))
     RequestsInstrumentor().instrument(
@@ -151,25 +157,14 @@ def image_body(**extra) -> dict:
     return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": parts}], **extra}
 
 
-def spy_on_decoding(monkeypatch) -> list[int]:
-    """The sizes of the bodies the requests patch decodes whole."""
-    from otel_tokencost.instrumentation import requests as requests_patch
-
-    decoded: list[int] = []
-    decode_whole = requests_patch.decode_object
-    monkeypatch.setattr(
-        requests_patch, "decode_object", lambda raw: decoded.append(len(raw)) or decode_whole(raw)
-    )
-    return decoded
-
-
-def send_raw(server, encoded: bytes | str, how: str, headers: dict) -> None:
+def send_raw(server, encoded: bytes | str, how: str, headers: dict) -> requests.Response:
+    """A chat request whose body the app encoded itself: `data=`, or a prepared request sent directly."""
     url = f"{server.base_url}/chat/completions"
     if how == "Session.send":
         with requests.Session() as session:
-            session.send(requests.Request("POST", url, data=encoded, headers=headers).prepare(), timeout=10)
-    else:
-        requests.post(url, data=encoded, headers=headers, timeout=10)
+            prepared = requests.Request("POST", url, data=encoded, headers=headers).prepare()
+            return session.send(prepared, timeout=10)
+    return requests.post(url, data=encoded, headers=headers, timeout=10)
 
 
 def span_without_id(telemetry) -> dict:
@@ -198,19 +193,14 @@ def test_a_large_request_body_is_read_without_decoding_its_image(traced, server,
 
 
 @pytest.mark.parametrize("how", ["data bytes", "Session.send"])
-def test_a_failure_reading_the_request_body_never_reaches_the_app(traced, server, monkeypatch, caplog, how):
+def test_a_failure_reading_the_request_body_never_reaches_the_app(
+    traced, server, monkeypatch, caplog, how
+) -> None:
     from otel_tokencost.instrumentation import requests as requests_patch
 
     monkeypatch.setenv("OTEL_TOKENCOST_STRICT", "0")
     monkeypatch.setattr(requests_patch, "top_level_members", lambda *args: 1 / 0)
-    url = f"{server.base_url}/chat/completions"
-    encoded = json.dumps(image_body()).encode()
-    if how == "Session.send":
-        with requests.Session() as session:
-            prepared = requests.Request("POST", url, data=encoded, headers=usage(900, 40)).prepare()
-            response = session.send(prepared, timeout=10)
-    else:
-        response = requests.post(url, data=encoded, headers=usage(900, 40), timeout=10)
+    response = send_raw(server, json.dumps(image_body()).encode(), how, usage(900, 40))
     assert response.status_code == 200 and response.json()["usage"]["prompt_tokens"] == 900
     assert traced.spans() == ()  # the call went through unmeasured
     assert "starting the requests span failed; the app is unaffected" in caplog.text
