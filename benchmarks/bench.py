@@ -255,7 +255,7 @@ class StubAdapter(requests.adapters.BaseAdapter):
 
 
 class StubSession(requests.Session):
-    """The stub adapter for STUB_BASE_URL, no environment lookups, each (method, URL) prepared once.
+    """The stub adapter for STUB_BASE_URL, no environment lookups, each (method, URL, body) prepared once.
 
     `Session.request` and `Session.send` themselves (the patched methods) run unchanged.
     """
@@ -264,7 +264,7 @@ class StubSession(requests.Session):
         super().__init__()
         self.trust_env = False
         self.mount(STUB_BASE_URL, StubAdapter())
-        self._prepared: dict[tuple[str, str], requests.PreparedRequest] = {}
+        self._prepared: dict[tuple[str, str, int, int], requests.PreparedRequest] = {}
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         key = (request.method, request.url, id(request.data or None), id(request.json))
