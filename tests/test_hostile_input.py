@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from otel_tokencost.engine import Call
 from otel_tokencost.instrumentation.requests import MAX_KEPT, TAIL_WINDOW, JSONObserver
-from otel_tokencost.json_tail import MAX_RUN, top_level_members, trailing_members
+from otel_tokencost.json_tail import MAX_RUN, decode_object, top_level_members, trailing_members
 from otel_tokencost.operations import (
     CHAT_COMPLETIONS,
     EMBEDDINGS,
@@ -138,6 +138,48 @@ def test_sse_observer_takes_any_sse_like_text(tokens) -> None:
     observer = SSEObserver(call)
     observer.feed(b"".join(tokens))
     observer.finish()
+
+
+def _loads_object(body: bytes) -> dict | None:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+JSON_ENCODINGS = [
+    "utf-8",
+    "utf-8-sig",
+    "utf-16",
+    "utf-16-le",
+    "utf-16-be",
+    "utf-32",
+    "utf-32-le",
+    "utf-32-be",
+]
+
+
+@given(
+    st.dictionaries(st.text(max_size=8), json_values, max_size=4) | json_values,
+    st.sampled_from(JSON_ENCODINGS),
+)
+def test_a_body_decodes_as_json_loads_decodes_it_in_any_encoding(document, encoding) -> None:
+    """UTF-8 is read directly; a BOM, UTF-16 or UTF-32 still decode, as json.loads detects them."""
+    body = json.dumps(document, ensure_ascii=False).encode(encoding, "surrogatepass")
+    expected = _loads_object(body)
+    assert expected is not None or not isinstance(document, dict)
+    assert repr(decode_object(body)) == repr(expected)  # repr: NaN equals itself
+
+
+@given(
+    st.binary(max_size=64)
+    | st.lists(st.sampled_from([b'{"a"', b":", b"1", b"}", b"\xef\xbb\xbf", b"\x00", b"\xed\xa0\x80"])).map(
+        b"".join
+    )
+)
+def test_any_bytes_decode_as_json_loads_decodes_them(body) -> None:
+    assert repr(decode_object(body)) == repr(_loads_object(body))
 
 
 TAIL_KEYS = ("model", "usage")
@@ -430,3 +472,14 @@ def test_pricing_caches_stay_bounded_with_endless_base_urls() -> None:
     }
     assert len(costs) == 1  # every tenant's call priced alike
     assert 0 < len(pricer._url_providers) <= MAX_CACHED and 0 < len(pricer._quotes) <= MAX_CACHED
+
+
+def test_the_requests_endpoint_cache_stays_bounded_with_endless_urls() -> None:
+    from otel_tokencost.instrumentation.requests import MAX_TARGETS, _Patch
+    from otel_tokencost.operations import EMBEDDINGS
+
+    patch = _Patch(FakeTelemetry(), ())
+    for index in range(MAX_TARGETS + 300):
+        operation, endpoint = patch._target(f"http://gw.internal/t/{index}/v1/embeddings")
+        assert (operation, endpoint.base_url) == (EMBEDDINGS, f"http://gw.internal/t/{index}/v1")
+    assert 0 < len(patch._targets) <= MAX_TARGETS

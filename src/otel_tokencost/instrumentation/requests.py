@@ -22,6 +22,7 @@ from ..engine import REQUEST_KEYS, Call, current_call, report_internal_error
 from ..json_tail import decode_object, top_level_members, trailing_members
 from ..operations import CHAT_COMPLETIONS, Operation, operation_for
 from ..package import _instruments_requests
+from ..providers import Endpoint
 from ..sse import SSEObserver
 from ..telemetry import Telemetry
 from .on_import import PatchOnImport
@@ -32,6 +33,7 @@ TAIL_WINDOW = 64 << 10  # bytes kept of a larger one, for its trailing members
 STANDARD_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses")
 LARGE_BODY = 64 << 10  # bytes of a request body past which it is read member by member, if quickly
 BYTES_PER_STEP = 4096  # a walk taking more steps than one per this many bytes would gain little
+MAX_TARGETS = 256  # endpoint URLs whose operation and endpoint are kept
 
 
 class RequestsInstrumentor(BaseInstrumentor):
@@ -74,6 +76,7 @@ class _Patch:
         self.telemetry = telemetry
         self.suffixes = STANDARD_SUFFIXES + extra_suffixes
         self.extra_suffixes = extra_suffixes
+        self._targets: dict[str, tuple[Operation, Endpoint]] = {}
 
     def request(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         # requests.post and Session.post pass everything after method and url by keyword; anything
@@ -130,23 +133,28 @@ class _Patch:
         try:
             if not isinstance(body, dict):
                 body = _json_body(body, self.telemetry.capture_content)
-            operation, base_url = self._operation(path)
-            return self.telemetry.start(self.telemetry.endpoint(base_url), operation, body)
+            operation, endpoint = self._targets.get(path) or self._target(path)
+            return self.telemetry.start(endpoint, operation, body)
         except BudgetExceededError:
             raise  # the budget's refusal is meant for the app
         except Exception:
             report_internal_error("starting the requests span")
             return None
 
-    def _operation(self, path: str) -> tuple[Operation, str]:
-        """The operation and the client's base URL (the URL less the endpoint's suffix).
+    def _target(self, path: str) -> tuple[Operation, Endpoint]:
+        """The operation an endpoint's URL names and the endpoint of its base URL (the URL less the
+        operation's suffix), worked out once per URL: a service calls the same few.
 
         Extra suffixes (OTEL_TOKENCOST_REQUESTS_PATHS) are read as Chat Completions; its usage reader
         also understands the Responses API's usage shape.
         """
         suffix = next(suffix for suffix in self.suffixes if path.endswith(suffix))
         operation = CHAT_COMPLETIONS if suffix in self.extra_suffixes else operation_for(path)
-        return operation or CHAT_COMPLETIONS, path[: -len(suffix)]
+        target = operation or CHAT_COMPLETIONS, self.telemetry.endpoint(path[: -len(suffix)])
+        if len(self._targets) >= MAX_TARGETS:
+            self._targets.clear()  # endless URLs (a path per tenant, say): start over rather than grow
+        self._targets[path] = target
+        return target
 
 
 def _json_body(raw_body: Any, capture_content: bool) -> dict:
