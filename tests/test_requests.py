@@ -147,6 +147,38 @@ def test_a_large_embeddings_body_is_read_from_its_tail(telemetry, server, tmp_pa
     )
 
 
+@pytest.mark.parametrize("capture", [False, True], ids=["members", "content captured"])
+def test_a_large_responses_body_is_read_without_decoding_its_output(telemetry, server, monkeypatch, capture):
+    """A Responses body of megabytes (a generated image; here a long text) is priced from its top-level
+    members, its `output` stepped over. With message content captured it is decoded whole, for the text."""
+    if capture:
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    RequestsInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        decoded = spy_on_decoding(monkeypatch)
+        body = {"model": "gpt-4.1", "input": "one two three"}
+        response = post(server, "/responses", body, {**HEADERS, "x-mock-chunks": "200000"})
+    finally:
+        RequestsInstrumentor().uninstrument()
+    returned = response.json()
+    assert len(response.content) > 1_000_000
+    assert decoded == ([len(response.content)] if capture else [])
+    attributes = telemetry.span().attributes
+    input_tokens = returned["usage"]["input_tokens"]
+    expected = {
+        names.RESPONSE_MODEL: returned["model"],
+        names.RESPONSE_ID: returned["id"],
+        names.RESPONSE_FINISH_REASONS: ("completed",),
+        names.USAGE_INPUT_TOKENS: input_tokens,
+        names.USAGE_OUTPUT_TOKENS: 200_000,
+        names.USAGE_COST_AMOUNT: float(genai_cost("gpt-4.1", input_tokens, 200_000)),
+    }
+    assert {key: attributes.get(key) for key in expected} == expected
+    assert (names.OUTPUT_MESSAGES in attributes) is capture
+
+
 def image_body(**extra) -> dict:
     """A chat request with an image as a base64 data URL (~1 MB), the usual shape of a vision call."""
     image = base64.b64encode(bytes(range(256)) * 3000).decode()

@@ -262,15 +262,30 @@ class Operation:
     read_chunk: Callable[[Outcome, Any], bool]
     accepts_stream_options: bool
     # When `read` needs only these top-level members, a transport holding the raw body decodes just
-    # them (`json_tail`): an embeddings body is megabytes of floats before its `model` and `usage`.
+    # them (`json_tail`): an embeddings body is megabytes of floats before its `model` and `usage`, a
+    # Responses body may hold a generated image (megabytes of base64) among its `output`.
     read_keys: tuple[str, ...] = ()
+    read_keys_last: bool = False  # they follow every other member: read from the body's end
 
 
 CHAT_COMPLETIONS = Operation(names.CHAT, "chat_completions", _read_choices, _read_choices_chunk, True)
-RESPONSES = Operation(names.CHAT, "responses", _read_response, _read_response_event, False)
+RESPONSES = Operation(
+    names.CHAT,
+    "responses",
+    _read_response,
+    _read_response_event,
+    False,
+    read_keys=("model", "id", "status", "usage"),
+)
 COMPLETIONS = Operation(names.TEXT_COMPLETION, None, _read_choices, _read_choices_chunk, True)
 EMBEDDINGS = Operation(
-    names.EMBEDDINGS, None, _read_embeddings, _read_choices_chunk, False, read_keys=("model", "usage")
+    names.EMBEDDINGS,
+    None,
+    _read_embeddings,
+    _read_choices_chunk,
+    False,
+    read_keys=("model", "usage"),
+    read_keys_last=True,
 )
 
 _BY_SUFFIX = (

@@ -31,7 +31,7 @@ PATHS_ENV = "OTEL_TOKENCOST_REQUESTS_PATHS"
 MAX_KEPT = 16 << 20  # bytes of a streamed JSON body kept to read it whole
 TAIL_WINDOW = 64 << 10  # bytes kept of a larger one, for its trailing members
 STANDARD_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses")
-LARGE_BODY = 64 << 10  # bytes of a request body past which it is read member by member, if quickly
+LARGE_BODY = 64 << 10  # bytes of a JSON body past which it is read member by member, if quickly
 BYTES_PER_STEP = 4096  # a walk taking more steps than one per this many bytes would gain little
 MAX_TARGETS = 256  # endpoint URLs whose operation and endpoint are kept
 
@@ -189,8 +189,8 @@ def _follow(call: Call, response: Any, streamed: bool) -> None:
 
 
 def _read_body(call: Call, content: Any, fragment: bool = False) -> None:
-    """Read a whole body: SSE events, else JSON (only its trailing members when the operation needs no
-    more). A `fragment` is the end of a body whose start is gone: only trailing members can be read."""
+    """Read a whole body: SSE events, else JSON (only the members the operation reads, when it needs no
+    others). A `fragment` is the end of a body whose start is gone: only trailing members can be read."""
     if not content or content.__class__ is not bytes:
         return
     if call.body.get("stream") is True or content.startswith(b"data:") or b"\ndata:" in content[:512]:
@@ -198,8 +198,7 @@ def _read_body(call: Call, content: Any, fragment: bool = False) -> None:
         observer.feed(content)
         observer.finish()
         return
-    keys = call.operation.read_keys
-    members = trailing_members(content, keys, fragment) if keys else None
+    members = _read_members(call, content, fragment) if call.operation.read_keys else None
     if members is not None:
         call.read(members)
         return
@@ -208,6 +207,20 @@ def _read_body(call: Call, content: Any, fragment: bool = False) -> None:
     body = decode_object(content)
     if body is not None:  # else an HTML error page, say: the span keeps its status and error.type
         call.read(body)
+
+
+def _read_members(call: Call, content: bytes, fragment: bool) -> dict[str, Any] | None:
+    """The members the call's operation reads, without decoding the rest; None to decode it all.
+
+    Trailing members are read from the body's end. Others are walked to in a large body (a Responses
+    body with a generated image), unless message content is captured: that is read from the rest.
+    """
+    operation = call.operation
+    if operation.read_keys_last:
+        return trailing_members(content, operation.read_keys, fragment)
+    if fragment or len(content) <= LARGE_BODY or call.telemetry.capture_content:
+        return None
+    return top_level_members(content, operation.read_keys, len(content) // BYTES_PER_STEP)
 
 
 class JSONObserver:
