@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import io
 import json
 from decimal import Decimal
 
@@ -384,6 +385,38 @@ def test_stream_with_usage_every_consumption_style(traced, server, style) -> Non
     assert span.attributes[names.RESPONSE_ID] == events[0]["id"]
     assert span.attributes[names.REQUEST_STREAM] is True
     assert span.attributes[names.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+
+
+class PlainFileAdapter(requests.adapters.HTTPAdapter):
+    """Hands a streamed body on as a plain file object, as some caching and replaying adapters do: it
+    has no urllib3 `stream()` or `release_conn()`."""
+
+    def send(self, request, stream=False, **kwargs):
+        response = super().send(request, stream=stream, **kwargs)
+        if stream:
+            response.raw = io.BytesIO(response.raw.read())
+        return response
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_stream_whose_raw_body_is_a_plain_file_is_read_and_priced(traced, server, style) -> None:
+    body = chat_body(stream=True, stream_options={"include_usage": True})
+    with requests.Session() as session:
+        session.mount(server.base_url, PlainFileAdapter())
+        url, headers = f"{server.base_url}/chat/completions", {**HEADERS, "x-mock-chunks": "6"}
+        response = session.post(url, json=body, headers=headers, stream=True, timeout=10)
+        assert isinstance(response.raw.__wrapped__, io.BytesIO)
+        lines = stream_lines(response, style)
+        response.close()
+    events = [json.loads(line[6:]) for line in lines if line != b"data: [DONE]"]
+    assert len(events) == 9 and lines[-1] == b"data: [DONE]"
+    span = traced.span()
+    prompt_tokens = events[-1]["usage"]["prompt_tokens"]
+    assert (span.attributes[names.USAGE_INPUT_TOKENS], span.attributes[names.USAGE_OUTPUT_TOKENS]) == (
+        prompt_tokens,
+        6,
+    )
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", prompt_tokens, 6))
 
 
 @pytest.mark.parametrize("style", STYLES)

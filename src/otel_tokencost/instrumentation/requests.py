@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import wrapt
@@ -256,7 +256,12 @@ class JSONObserver:
 
 
 class RawProxy(wrapt.ObjectProxy):
-    """The urllib3 response under a streamed `requests.Response`: bytes pass through untouched."""
+    """The raw body under a streamed `requests.Response`: bytes pass through untouched.
+
+    It is urllib3's response unless a transport adapter hands on a plain file object instead: then
+    the proxy has no `stream` or `release_conn` either, so that `requests` reads it as it would the
+    file (a method the file lacks must stay absent, not fail when called).
+    """
 
     def __init__(self, raw: Any, call: Call, observer: SSEObserver, error_type: str | None) -> None:
         super().__init__(raw)
@@ -264,7 +269,17 @@ class RawProxy(wrapt.ObjectProxy):
         self._self_observer = observer
         self._self_error_type = error_type
 
-    def stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+    @property
+    def stream(self) -> Callable[..., Iterator[bytes]]:
+        self.__wrapped__.stream  # noqa: B018 - AttributeError (absent) on a plain file object
+        return self._self_stream
+
+    @property
+    def release_conn(self) -> Callable[[], None]:
+        self.__wrapped__.release_conn  # noqa: B018 - likewise
+        return self._self_release_conn
+
+    def _self_stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
         watch = self._self_watch
         try:
             for data in self.__wrapped__.stream(*args, **kwargs):
@@ -294,7 +309,7 @@ class RawProxy(wrapt.ObjectProxy):
         finally:
             self._self_end()
 
-    def release_conn(self) -> None:
+    def _self_release_conn(self) -> None:
         try:
             self.__wrapped__.release_conn()
         finally:
