@@ -140,6 +140,26 @@ def test_sse_observer_takes_any_sse_like_text(tokens) -> None:
     observer.finish()
 
 
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n", b"  \r\n"], ids=["LF", "CRLF", "padded CRLF"])
+def test_sse_events_read_alike_whatever_their_lines_end_with(line_end) -> None:
+    """The first event, a finishing one and the last are read; `[DONE]` and empty payloads are none."""
+    chunk = {"id": "c1", "model": "m-1", "object": "chat.completion.chunk", "created": 1}
+    events = [
+        {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]},
+        {**chunk, "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]},
+        {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]},
+        {**chunk, "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}},
+    ]
+    lines = [b"data: " + json.dumps(event).encode() for event in events] + [b"data:", b"data: [DONE]"]
+    call = new_call()
+    observer = SSEObserver(call)
+    observer.feed(b"".join(line + line_end + line_end for line in lines))
+    observer.finish()
+    outcome = call.outcome
+    assert (outcome.response_model, outcome.response_id, outcome.finish_reasons) == ("m-1", "c1", ["length"])
+    assert outcome.usage == Usage(input_tokens=7, output_tokens=3)
+
+
 def _loads_object(body: bytes) -> dict | None:
     try:
         value = json.loads(body)

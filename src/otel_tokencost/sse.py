@@ -2,7 +2,8 @@
 
 Only the events that can carry what the span needs are decoded: the first (model, id), any that
 finishes a choice, and the last two (usage, Responses' `response.completed`). Memory is bounded: one
-partial line (capped) and two event payloads, however long the stream.
+partial line (capped) and two event lines, however long the stream. A line is kept as it came: its
+payload is cut out (a copy) only for an event that is read.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ class SSEObserver:
             self._tail.clear()
             self._tail_size = 0
         lines = data.split(b"\n")
-        self._keep(lines.pop())
+        unended = lines.pop()
+        if unended:
+            self._keep(unended)
         for line in lines:
             if line.startswith(b"data:"):
-                self._event(line[5:].strip())
+                self._event(line)
 
     def _keep(self, piece: bytes) -> None:
         """Keep a piece of the unended line, unless the line grows past MAX_LINE (then drop it)."""
@@ -54,16 +57,19 @@ class SSEObserver:
         elif piece:
             self._tail.append(piece)
 
-    def _event(self, payload: bytes) -> None:
-        if not payload or payload == b"[DONE]":
-            return
+    def _event(self, line: bytes) -> None:
+        """Read, keep or skip a `data:` line."""
+        if not line.endswith(b"}"):  # `[DONE]`, no payload, or an object followed by whitespace
+            line = line.rstrip()
+            if not line.endswith(b"}"):
+                return  # not an object: no event to read
         if not self._first_done:
             self._first_done = True
-            self._read(payload)
-        elif FINISH_MARKERS[0] in payload or FINISH_MARKERS[1] in payload:
-            self._read(payload)
+            self._read(line)
+        elif FINISH_MARKERS[0] in line or FINISH_MARKERS[1] in line:
+            self._read(line)
         else:
-            self._previous, self._last = self._last, payload
+            self._previous, self._last = self._last, line
 
     def finish(self) -> None:
         """The body ended: read the trailing events (usage comes last)."""
@@ -71,14 +77,14 @@ class SSEObserver:
         self._tail.clear()
         self._tail_size = 0
         if tail.startswith(b"data:"):
-            self._event(tail[5:].strip())
-        for payload in (self._previous, self._last):
-            if payload is not None:
-                self._read(payload)
+            self._event(tail)
+        for line in (self._previous, self._last):
+            if line is not None:
+                self._read(line)
         self._previous = self._last = None
 
-    def _read(self, payload: bytes) -> None:
-        event = decode_object(payload)  # None when malformed: the provider's problem, not the app's
+    def _read(self, line: bytes) -> None:
+        event = decode_object(line[5:])  # None when malformed: the provider's problem, not the app's
         if event is not None:
             try:
                 self._call.read_chunk(event)
