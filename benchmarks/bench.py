@@ -30,7 +30,8 @@ InMemoryMetricReader.
 "in-process chat, no-op providers" instruments with the API's no-op providers: what it adds is the
 package's own code, in place. "Hooks alone, hot" times the same code without the SDK's call around it,
 best of tight loops: the openai patch's path for one call around a stand-in that returns a parsed
-completion (with no-op providers, then with the SDK's, in hot floors), and the stream hook per chunk.
+completion (with no-op providers, then with the SDK's, in hot floors), the stream hook per chunk, and
+what watching a raw `requests` stream's SSE body adds per event, fed one event per piece.
 
 Then: whether responses and streams are released once the app drops them (weak references), RSS over
 many instrumented calls (tracemalloc off; then a short traced run for the Python heap), and the import
@@ -878,6 +879,7 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
 
     from otel_tokencost.instrumentation.openai import _Patch
     from otel_tokencost.operations import CHAT_COMPLETIONS
+    from otel_tokencost.sse import SSEObserver
     from otel_tokencost.telemetry import Telemetry
 
     client = in_process_client()
@@ -962,11 +964,31 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
 
         return lambda: run(iterate())
 
+    # A raw `requests` stream: its SSE body watched as it passes, one event per piece read.
+    events = [event + b"\n\n" for event in SSE_BODY.split(b"\n\n") if event]
+    sse_streams = (events, events[:1] + events[1:-3] * 10 + events[-3:])
+
+    def sse_stream(pieces: list, observed: bool) -> Callable[[], None]:
+        def read() -> None:
+            for _piece in pieces:
+                pass
+
+        def read_observed() -> None:
+            call = own.start(endpoint, CHAT_COMPLETIONS, stream_body)
+            observer = SSEObserver(call)
+            for piece in pieces:
+                observer.feed(piece)
+            observer.finish()
+            call.end()
+
+        return read_observed if observed else read
+
     loop = asyncio.new_event_loop()
     run = loop.run_until_complete
     try:
         per_chunk_us, per_stream_us = _stream_split(sync_stream, streams, repeats)
         async_per_chunk_us, async_per_stream_us = _stream_split(async_stream, streams, repeats)
+        sse_per_event_us, sse_per_stream_us = _stream_split(sse_stream, sse_streams, repeats)
     finally:
         loop.close()
     return {
@@ -978,6 +1000,8 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
         "per_stream_us": per_stream_us,
         "async_per_chunk_us": async_per_chunk_us,
         "async_per_stream_us": async_per_stream_us,
+        "requests_per_event_us": sse_per_event_us,
+        "requests_per_stream_us": sse_per_stream_us,
         "chunks": len(chunks),
     }
 
@@ -1105,7 +1129,7 @@ class Guard:
 
 
 def guards(
-    by_name: dict[str, Result], mem: dict[str, Any], imports: dict[str, Any], refs: dict
+    by_name: dict[str, Result], mem: dict[str, Any], imports: dict[str, Any], refs: dict, hot: dict
 ) -> list[Guard]:
     chat, embeddings = by_name["in-process chat"], by_name["in-process embeddings"]
     async_chat = by_name["in-process async chat"]
@@ -1135,6 +1159,11 @@ def guards(
         Guard(
             "in-process async stream added µs per chunk",
             by_name["in-process async stream"].added_per_chunk_us or 0.0,
+            GUARD_US_PER_CHUNK,
+        ),
+        Guard(
+            "raw requests stream added µs per SSE event, hot",
+            hot["requests_per_event_us"],
             GUARD_US_PER_CHUNK,
         ),
         Guard(
@@ -1204,8 +1233,9 @@ def main(argv: list[str] | None = None) -> int:
         f"per call (no-op providers), {hot['with_sdk_us']:.1f} µs with the SDK's providers = "
         f"{hot['with_sdk_x_hot_floor']:.2f} hot floors of {hot['hot_floor_us']:.1f} µs; "
         f"stream hooks {hot['per_chunk_us']:.2f} µs per chunk and {hot['per_stream_us']:.1f} µs per stream "
-        f"(async: {hot['async_per_chunk_us']:.2f} and {hot['async_per_stream_us']:.1f}), the call's start "
-        "and end included"
+        f"(async: {hot['async_per_chunk_us']:.2f} and {hot['async_per_stream_us']:.1f}; a raw requests "
+        f"stream's SSE events: {hot['requests_per_event_us']:.2f} and {hot['requests_per_stream_us']:.1f}), "
+        "the call's start and end included"
     )
     refs = released()
     print(
@@ -1228,7 +1258,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     by_name = {result.name: result for result in results}
-    checks = guards(by_name, mem, imports, refs)
+    checks = guards(by_name, mem, imports, refs, hot)
     print("\nguards:")
     for guard in checks:
         print(f"  {'ok  ' if guard.ok else 'FAIL'} {guard.name}: {guard.value:.2f} (limit {guard.limit:.2f})")
