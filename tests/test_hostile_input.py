@@ -265,6 +265,10 @@ def test_the_member_walk_agrees_with_a_full_decode(document, layout) -> None:
     body = json.dumps(document, **layout).encode()
     expected = {key: value for key, value in document.items() if key in WALK_KEYS}
     assert top_level_members(body, WALK_KEYS, max_steps=10_000) == expected
+    undecoded = top_level_members(body, {"messages"}, max_steps=10_000, raw={"messages"})
+    assert {key: json.loads(value) for key, value in undecoded.items()} == {
+        key: value for key, value in document.items() if key == "messages"
+    }
 
 
 def test_the_member_walk_keeps_the_last_of_a_duplicated_member_as_a_full_decode_does() -> None:

@@ -159,12 +159,12 @@ def test_a_large_responses_body_is_read_without_decoding_its_output(telemetry, s
     )
     try:
         decoded = spy_on_decoding(monkeypatch)
-        body = {"model": "gpt-4.1", "input": "one two three"}
-        response = post(server, "/responses", body, {**HEADERS, "x-mock-chunks": "200000"})
+        body = {"model": "gpt-4.1", "input": "one " + "x" * 400_000}  # a long word, echoed
+        response = post(server, "/responses", body, {**HEADERS, "x-mock-chunks": "6"})
     finally:
         RequestsInstrumentor().uninstrument()
     returned = response.json()
-    assert len(response.content) > 1_000_000
+    assert len(response.content) > 800_000
     assert decoded == ([len(response.content)] if capture else [])
     attributes = telemetry.span().attributes
     input_tokens = returned["usage"]["input_tokens"]
@@ -173,8 +173,8 @@ def test_a_large_responses_body_is_read_without_decoding_its_output(telemetry, s
         names.RESPONSE_ID: returned["id"],
         names.RESPONSE_FINISH_REASONS: ("completed",),
         names.USAGE_INPUT_TOKENS: input_tokens,
-        names.USAGE_OUTPUT_TOKENS: 200_000,
-        names.USAGE_COST_AMOUNT: float(genai_cost("gpt-4.1", input_tokens, 200_000)),
+        names.USAGE_OUTPUT_TOKENS: 6,
+        names.USAGE_COST_AMOUNT: float(genai_cost("gpt-4.1", input_tokens, 6)),
     }
     assert {key: attributes.get(key) for key in expected} == expected
     assert (names.OUTPUT_MESSAGES in attributes) is capture
@@ -468,6 +468,45 @@ def test_responses_stream(traced, server) -> None:
     assert span.attributes[names.USAGE_COST_AMOUNT] == float(
         genai_cost("gpt-4.1", final["usage"]["input_tokens"], final["usage"]["output_tokens"])
     )
+
+
+@pytest.mark.parametrize("capture", [False, True], ids=["members", "content captured"])
+def test_a_large_responses_stream_event_is_read_without_decoding_its_output(
+    telemetry, server, monkeypatch, capture
+) -> None:
+    """The last events of a Responses stream repeat the whole output (a generated image; here a long
+    text): they are read from their type and their response's members, the output stepped over."""
+    from otel_tokencost import sse
+
+    if capture:
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    decoded: list[int] = []
+    decode_whole = sse.decode_object
+    monkeypatch.setattr(sse, "decode_object", lambda raw: decoded.append(len(raw)) or decode_whole(raw))
+    RequestsInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        body = {"model": "gpt-4.1", "input": "one " + "x" * 400_000, "stream": True}  # a long word, echoed
+        response = post(server, "/responses", body, {**HEADERS, "x-mock-chunks": "6"}, stream=True)
+        data = b"".join(response.iter_content(chunk_size=1 << 16))  # iter_lines is slow on long lines
+    finally:
+        RequestsInstrumentor().uninstrument()
+    lines = [line for line in data.split(b"\n") if line.startswith(b"data: ")]
+    final = json.loads(lines[-1][6:])["response"]
+    assert min(len(line) for line in lines[-2:]) > 800_000  # the output item and the response, whole
+    assert (max(decoded) > 800_000) is capture
+    attributes = telemetry.span().attributes
+    input_tokens = final["usage"]["input_tokens"]
+    expected = {
+        names.RESPONSE_MODEL: final["model"],
+        names.RESPONSE_ID: final["id"],
+        names.RESPONSE_FINISH_REASONS: ("completed",),
+        names.USAGE_INPUT_TOKENS: input_tokens,
+        names.USAGE_OUTPUT_TOKENS: 6,
+        names.USAGE_COST_AMOUNT: float(genai_cost("gpt-4.1", input_tokens, 6)),
+    }
+    assert {key: attributes.get(key) for key in expected} == expected
 
 
 @pytest.mark.parametrize("ending", ["close", "with", "collected", "partial_then_close"])

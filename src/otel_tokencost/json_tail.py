@@ -23,6 +23,8 @@ _WHITESPACE_BYTES = re.compile(rb"[ \t\n\r]*")
 _SCALAR = re.compile(rb"[^ \t\n\r,}\]]*")  # a number, true, false or null
 _QUOTE, _BACKSLASH, _OPENERS = ord('"'), ord("\\"), b"[{"
 MAX_RUN = 256  # backslashes or whitespace looked back over; a longer run is not followed
+LARGE_BODY = 64 << 10  # bytes past which a few members are better walked to than the whole body decoded
+BYTES_PER_STEP = 4096  # a walk taking more steps than one per this many bytes would gain little
 
 
 def decode_object(raw: bytes | str) -> dict[str, Any] | None:
@@ -99,9 +101,12 @@ def _members(text: str) -> tuple[dict[str, Any], int]:
             raise ValueError("a member is followed by neither a comma nor the closing brace")
 
 
-def top_level_members(body: bytes, keys: Collection[str], max_steps: int) -> dict[str, Any] | None:
+def top_level_members(
+    body: bytes, keys: Collection[str], max_steps: int | None = None, raw: Collection[str] = ()
+) -> dict[str, Any] | None:
     """The members named in `keys` of the JSON object `body` (the last of each, as a full decode keeps),
-    or None when `body` is not an object as far as is seen, or takes more than `max_steps` to walk.
+    or None when `body` is not an object as far as is seen, or takes more than `max_steps` to walk (by
+    default one per BYTES_PER_STEP bytes). Those also named in `raw` are given undecoded, as bytes.
 
     The other members' strings, arrays and objects are stepped over without being decoded: a step finds
     the next quote or bracket, and the closing quote of a string however long it is. A body whose bytes
@@ -109,8 +114,10 @@ def top_level_members(body: bytes, keys: Collection[str], max_steps: int) -> dic
     many short strings takes more than a full decode would cost, and `max_steps` stops it first. What is
     stepped over is not checked: a malformed value there goes unnoticed.
     """
+    if max_steps is None:
+        max_steps = len(body) // BYTES_PER_STEP
     try:
-        return _Walk(body, max_steps).members(keys)
+        return _Walk(body, max_steps).members(keys, raw)
     except (ValueError, RecursionError, IndexError):  # not JSON where it matters, too deep, or too long
         return None
 
@@ -124,8 +131,9 @@ class _Walk:
         self.body = body
         self.steps_left = max_steps
 
-    def members(self, keys: Collection[str]) -> dict[str, Any] | None:
-        """The members named in `keys` of the object the body is, or None if it is not one."""
+    def members(self, keys: Collection[str], raw: Collection[str]) -> dict[str, Any] | None:
+        """The members named in `keys` of the object the body is (those in `raw` undecoded), or None if
+        it is not one."""
         body = self.body
         index = _WHITESPACE_BYTES.match(body).end()
         if body[index : index + 1] != b"{":
@@ -151,7 +159,7 @@ class _Walk:
             else:
                 end = _SCALAR.match(body, index).end()
             if key in keys:
-                members[key] = _value(body[index:end])
+                members[key] = body[index:end] if key in raw else _value(body[index:end])
             index = _WHITESPACE_BYTES.match(body, end).end()
             separator = body[index : index + 1]
             index = _WHITESPACE_BYTES.match(body, index + 1).end()

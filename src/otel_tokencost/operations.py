@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from . import names
+from .json_tail import top_level_members
 from .pricing import Usage
 
 _EMPTY: dict[str, Any] = {}
@@ -250,6 +251,20 @@ def _read_response_event(outcome: Outcome, event: Any) -> bool:
 RESPONSE_EVENTS_WITH_BODY = frozenset(
     {"response.created", "response.completed", "response.incomplete", "response.failed"}
 )
+RESPONSE_KEYS = ("model", "id", "status", "usage")  # what `_read_response` reads of a Responses body
+
+
+def _walk_response_event(payload: bytes) -> dict[str, Any] | None:
+    """A Responses stream event as raw bytes, read without its response's `output` (which may hold a
+    generated image): its type and its response's members `_read_response` reads. None when that
+    cannot be done; the caller then decodes it whole."""
+    event = top_level_members(payload, ("type", "response"), raw=("response",))
+    response = event.get("response") if event else None
+    if response is not None:
+        event["response"] = top_level_members(response, RESPONSE_KEYS)
+        if event["response"] is None:
+            return None
+    return event
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +281,8 @@ class Operation:
     # Responses body may hold a generated image (megabytes of base64) among its `output`.
     read_keys: tuple[str, ...] = ()
     read_keys_last: bool = False  # they follow every other member: read from the body's end
+    # Reads a large stream event from its raw bytes without what the call does not need; None if it cannot.
+    walk_event: Callable[[bytes], dict[str, Any] | None] | None = None
 
 
 CHAT_COMPLETIONS = Operation(names.CHAT, "chat_completions", _read_choices, _read_choices_chunk, True)
@@ -275,7 +292,8 @@ RESPONSES = Operation(
     _read_response,
     _read_response_event,
     False,
-    read_keys=("model", "id", "status", "usage"),
+    read_keys=RESPONSE_KEYS,
+    walk_event=_walk_response_event,
 )
 COMPLETIONS = Operation(names.TEXT_COMPLETION, None, _read_choices, _read_choices_chunk, True)
 EMBEDDINGS = Operation(

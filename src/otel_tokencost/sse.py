@@ -9,7 +9,7 @@ payload is cut out (a copy) only for an event that is read.
 from __future__ import annotations
 
 from .engine import Call, report_internal_error
-from .json_tail import decode_object
+from .json_tail import LARGE_BODY, decode_object
 
 MAX_LINE = 1 << 20  # a longer line is not an event this observer needs
 FINISH_MARKERS = (b'"finish_reason":"', b'"finish_reason": "')
@@ -84,7 +84,12 @@ class SSEObserver:
         self._previous = self._last = None
 
     def _read(self, line: bytes) -> None:
-        event = decode_object(line[5:])  # None when malformed: the provider's problem, not the app's
+        payload, event = line[5:], None
+        walk = self._call.operation.walk_event
+        if walk is not None and len(payload) > LARGE_BODY and not self._call.telemetry.capture_content:
+            event = walk(payload)  # a Responses event with an image generated, say: not decoded whole
+        if event is None:
+            event = decode_object(payload)  # None when malformed: the provider's problem, not the app's
         if event is not None:
             try:
                 self._call.read_chunk(event)

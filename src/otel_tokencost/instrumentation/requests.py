@@ -19,7 +19,7 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from ..budgets import BudgetExceededError
 from ..engine import REQUEST_KEYS, Call, current_call, report_internal_error
-from ..json_tail import decode_object, top_level_members, trailing_members
+from ..json_tail import LARGE_BODY, decode_object, top_level_members, trailing_members
 from ..operations import CHAT_COMPLETIONS, Operation, operation_for
 from ..package import _instruments_requests
 from ..providers import Endpoint
@@ -31,8 +31,6 @@ PATHS_ENV = "OTEL_TOKENCOST_REQUESTS_PATHS"
 MAX_KEPT = 16 << 20  # bytes of a streamed JSON body kept to read it whole
 TAIL_WINDOW = 64 << 10  # bytes kept of a larger one, for its trailing members
 STANDARD_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses")
-LARGE_BODY = 64 << 10  # bytes of a JSON body past which it is read member by member, if quickly
-BYTES_PER_STEP = 4096  # a walk taking more steps than one per this many bytes would gain little
 MAX_TARGETS = 256  # endpoint URLs whose operation and endpoint are kept
 
 
@@ -167,7 +165,7 @@ def _json_body(raw_body: Any, capture_content: bool) -> dict:
         return {}
     if len(raw_body) > LARGE_BODY and not capture_content:
         raw = raw_body if raw_body.__class__ is bytes else raw_body.encode("utf-8", "surrogatepass")
-        members = top_level_members(raw, REQUEST_KEYS, len(raw) // BYTES_PER_STEP)
+        members = top_level_members(raw, REQUEST_KEYS)
         if members is not None:
             return members
     return decode_object(raw_body) or {}
@@ -220,7 +218,7 @@ def _read_members(call: Call, content: bytes, fragment: bool) -> dict[str, Any] 
         return trailing_members(content, operation.read_keys, fragment)
     if fragment or len(content) <= LARGE_BODY or call.telemetry.capture_content:
         return None
-    return top_level_members(content, operation.read_keys, len(content) // BYTES_PER_STEP)
+    return top_level_members(content, operation.read_keys)
 
 
 class JSONObserver:
