@@ -474,7 +474,7 @@ def test_responses_stream(traced, server) -> None:
 def test_a_large_responses_stream_event_is_read_without_decoding_its_output(
     telemetry, server, monkeypatch, capture
 ) -> None:
-    """The last events of a Responses stream repeat the whole output (a generated image; here a long
+    """The last events of a Responses stream repeat the whole output (a generated image; here 2 MB of
     text): they are read from their type and their response's members, the output stepped over."""
     from otel_tokencost import sse
 
@@ -487,15 +487,15 @@ def test_a_large_responses_stream_event_is_read_without_decoding_its_output(
         tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
     )
     try:
-        body = {"model": "gpt-4.1", "input": "one " + "x" * 400_000, "stream": True}  # a long word, echoed
+        body = {"model": "gpt-4.1", "input": "one " + "x" * 1_000_000, "stream": True}  # a long word, echoed
         response = post(server, "/responses", body, {**HEADERS, "x-mock-chunks": "6"}, stream=True)
         data = b"".join(response.iter_content(chunk_size=1 << 16))  # iter_lines is slow on long lines
     finally:
         RequestsInstrumentor().uninstrument()
     lines = [line for line in data.split(b"\n") if line.startswith(b"data: ")]
     final = json.loads(lines[-1][6:])["response"]
-    assert min(len(line) for line in lines[-2:]) > 800_000  # the output item and the response, whole
-    assert (max(decoded) > 800_000) is capture
+    assert min(len(line) for line in lines[-2:]) > 2_000_000  # the output item and the response, whole
+    assert (max(decoded) > 2_000_000) is capture
     attributes = telemetry.span().attributes
     input_tokens = final["usage"]["input_tokens"]
     expected = {

@@ -11,7 +11,9 @@ from __future__ import annotations
 from .engine import Call, report_internal_error
 from .json_tail import LARGE_BODY, decode_object
 
-MAX_LINE = 1 << 20  # a longer line is not an event this observer needs
+# A longer line is not an event this observer needs. A Responses event that repeats a generated image
+# is a few MB; the app's own reading holds the same line.
+MAX_LINE = 16 << 20
 FINISH_MARKERS = (b'"finish_reason":"', b'"finish_reason": "')
 
 
