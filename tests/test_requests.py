@@ -148,6 +148,20 @@ def test_a_large_embeddings_body_is_read_from_its_tail(telemetry, server, tmp_pa
     )
 
 
+def assert_read_as_responses_body(attributes, body: dict) -> None:
+    """The span of a Responses call with 6 output tokens has what `body` says, priced exactly."""
+    input_tokens = body["usage"]["input_tokens"]
+    expected = {
+        names.RESPONSE_MODEL: body["model"],
+        names.RESPONSE_ID: body["id"],
+        names.RESPONSE_FINISH_REASONS: ("completed",),
+        names.USAGE_INPUT_TOKENS: input_tokens,
+        names.USAGE_OUTPUT_TOKENS: 6,
+        names.USAGE_COST_AMOUNT: float(genai_cost("gpt-4.1", input_tokens, 6)),
+    }
+    assert {key: attributes.get(key) for key in expected} == expected
+
+
 @pytest.mark.parametrize("capture", [False, True], ids=["members", "content captured"])
 def test_a_large_responses_body_is_read_without_decoding_its_output(telemetry, server, monkeypatch, capture):
     """A Responses body of megabytes (a generated image; here a long text) is priced from its top-level
@@ -167,16 +181,7 @@ def test_a_large_responses_body_is_read_without_decoding_its_output(telemetry, s
     assert len(response.content) > 800_000
     assert decoded == ([len(response.content)] if capture else [])
     attributes = telemetry.span().attributes
-    input_tokens = returned["usage"]["input_tokens"]
-    expected = {
-        names.RESPONSE_MODEL: returned["model"],
-        names.RESPONSE_ID: returned["id"],
-        names.RESPONSE_FINISH_REASONS: ("completed",),
-        names.USAGE_INPUT_TOKENS: input_tokens,
-        names.USAGE_OUTPUT_TOKENS: 6,
-        names.USAGE_COST_AMOUNT: float(genai_cost("gpt-4.1", input_tokens, 6)),
-    }
-    assert {key: attributes.get(key) for key in expected} == expected
+    assert_read_as_responses_body(attributes, returned)
     assert (names.OUTPUT_MESSAGES in attributes) is capture
 
 
@@ -496,17 +501,7 @@ def test_a_large_responses_stream_event_is_read_without_decoding_its_output(
     final = json.loads(lines[-1][6:])["response"]
     assert min(len(line) for line in lines[-2:]) > 2_000_000  # the output item and the response, whole
     assert (max(decoded) > 2_000_000) is capture
-    attributes = telemetry.span().attributes
-    input_tokens = final["usage"]["input_tokens"]
-    expected = {
-        names.RESPONSE_MODEL: final["model"],
-        names.RESPONSE_ID: final["id"],
-        names.RESPONSE_FINISH_REASONS: ("completed",),
-        names.USAGE_INPUT_TOKENS: input_tokens,
-        names.USAGE_OUTPUT_TOKENS: 6,
-        names.USAGE_COST_AMOUNT: float(genai_cost("gpt-4.1", input_tokens, 6)),
-    }
-    assert {key: attributes.get(key) for key in expected} == expected
+    assert_read_as_responses_body(telemetry.span().attributes, final)
 
 
 @pytest.mark.parametrize("ending", ["close", "with", "collected", "partial_then_close"])
