@@ -110,15 +110,14 @@ def test_other_endpoints(traced, server, path, body, span_name) -> None:
     assert span.attributes[names.USAGE_INPUT_TOKENS] == expected_input
 
 
-def spy_on_decoding(monkeypatch) -> list[int]:
-    """The sizes of the bodies the requests patch decodes whole."""
+def spy_on_decoding(monkeypatch, reader=None) -> list[int]:
+    """The sizes of the bodies `reader` (the requests patch, else another module) decodes whole."""
     from otel_tokencost.instrumentation import requests as requests_patch
 
+    reader = reader or requests_patch
     decoded: list[int] = []
-    decode_whole = requests_patch.decode_object
-    monkeypatch.setattr(
-        requests_patch, "decode_object", lambda raw: decoded.append(len(raw)) or decode_whole(raw)
-    )
+    decode_whole = reader.decode_object
+    monkeypatch.setattr(reader, "decode_object", lambda raw: decoded.append(len(raw)) or decode_whole(raw))
     return decoded
 
 
@@ -164,7 +163,7 @@ def assert_read_as_responses_body(attributes, body: dict) -> None:
 
 @pytest.mark.parametrize("capture", [False, True], ids=["members", "content captured"])
 def test_a_large_responses_body_is_read_without_decoding_its_output(telemetry, server, monkeypatch, capture):
-    """A Responses body of megabytes (a generated image; here a long text) is priced from its top-level
+    """A large Responses body (a generated image; here 800 KB of text) is priced from its top-level
     members, its `output` stepped over. With message content captured it is decoded whole, for the text."""
     if capture:
         monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
@@ -485,9 +484,7 @@ def test_a_large_responses_stream_event_is_read_without_decoding_its_output(
 
     if capture:
         monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
-    decoded: list[int] = []
-    decode_whole = sse.decode_object
-    monkeypatch.setattr(sse, "decode_object", lambda raw: decoded.append(len(raw)) or decode_whole(raw))
+    decoded = spy_on_decoding(monkeypatch, sse)
     RequestsInstrumentor().instrument(
         tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
     )

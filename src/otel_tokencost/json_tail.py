@@ -16,8 +16,9 @@ from typing import Any
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _OBJECT_START = re.compile(rb"[ \t\n\r]*\{")
-_decode = json.JSONDecoder().raw_decode
-_decode_text = json.JSONDecoder().decode  # json.loads of text, less its checks of the argument
+_DECODER = json.JSONDecoder()
+_decode = _DECODER.raw_decode
+_decode_text = _DECODER.decode  # json.loads of text, less its checks of the argument
 _STRUCTURE = re.compile(rb'["\[\]{}]')  # what a value being stepped over has to be followed through
 _WHITESPACE_BYTES = re.compile(rb"[ \t\n\r]*")
 _SCALAR = re.compile(rb"[^ \t\n\r,}\]]*")  # a number, true, false or null
@@ -203,11 +204,7 @@ class _Walk:
 
 def _value(raw: bytes) -> Any:
     """The one JSON value `raw` holds: json.loads without its encoding detection, for a short value."""
-    text = raw.decode()
-    value, end = _decode(text)
-    if end != len(text):
-        raise ValueError("more than one value")
-    return value
+    return _decode_text(raw.decode())
 
 
 def _run_before(body: bytes, end: int, chars: bytes, start: int) -> int:
