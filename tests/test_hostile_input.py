@@ -160,6 +160,43 @@ def test_sse_events_read_alike_whatever_their_lines_end_with(line_end) -> None:
     assert outcome.usage == Usage(input_tokens=7, output_tokens=3)
 
 
+@pytest.mark.parametrize("separator", [b":", b": ", b" : ", b":\t"], ids=repr)
+def test_a_choice_finishing_mid_stream_is_read_however_its_colon_is_spaced(separator, monkeypatch) -> None:
+    """With two choices, the first finishes long before the last two events: its event is read, the
+    events whose reasons are null (or quoted inside content) are not."""
+
+    def event(choices: str) -> bytes:
+        return b'data: {"id":"c1","model":"m-1","choices":[' + choices.encode() + b"]}\n\n"
+
+    def choice(index: int, finish: str, content: str = "w") -> str:
+        return f'{{"index":{index},"delta":{{"content":{json.dumps(content)}}},"finish_reason"#{finish}}}'
+
+    body = b"".join(
+        [
+            event(choice(0, "null") + "," + choice(1, "null")),
+            event(choice(0, '"length"') + "," + choice(1, "null")),
+            *[event(choice(1, "null", 'say "finish_reason":"x"')) for _ in range(5)],
+            event(choice(1, '"stop"')),
+            b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":9}}\n\n',
+            b"data: {}\n\ndata: [DONE]\n\n",
+        ]
+    ).replace(b'"finish_reason"#', b'"finish_reason"' + separator)
+    read_line, read = SSEObserver._read, []
+
+    def counted_read(self: SSEObserver, line: bytes) -> None:
+        read.append(line)
+        read_line(self, line)
+
+    monkeypatch.setattr(SSEObserver, "_read", counted_read)
+    call = new_call()
+    observer = SSEObserver(call)
+    observer.feed(body)
+    observer.finish()
+    assert len(read) == 5  # the first event, the two finishing ones, the last two
+    assert call.outcome.finish_reasons == ["length", "stop"]
+    assert call.outcome.usage == Usage(input_tokens=7, output_tokens=9)
+
+
 def _loads_object(body: bytes) -> dict | None:
     try:
         value = json.loads(body)

@@ -8,13 +8,16 @@ payload is cut out (a copy) only for an event that is read.
 
 from __future__ import annotations
 
+import re
+
 from .engine import Call, report_internal_error
 from .json_tail import LARGE_BODY, decode_object
 
 # A longer line is not an event this observer needs. A Responses event that repeats a generated image
 # is a few MB; the app's own reading holds the same line.
 MAX_LINE = 16 << 20
-FINISH_MARKERS = (b'"finish_reason":"', b'"finish_reason": "')
+# A choice finishes in this event: its finish_reason is a string, not null. One scan of the line.
+finishes_a_choice = re.compile(rb'"finish_reason"\s*:\s*"').search
 
 
 class SSEObserver:
@@ -68,7 +71,7 @@ class SSEObserver:
         if not self._first_done:
             self._first_done = True
             self._read(line)
-        elif FINISH_MARKERS[0] in line or FINISH_MARKERS[1] in line:
+        elif finishes_a_choice(line):
             self._read(line)
         else:
             self._previous, self._last = self._last, line
