@@ -123,11 +123,21 @@ async def async_client(server: LocalServer):
 
 
 def genai_cost(
-    model: str, input_tokens: int, output_tokens: int, cached: int = 0, provider: str | None = None
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    cached: int = 0,
+    provider: str | None = None,
+    input_audio: int = 0,
+    output_audio: int = 0,
 ):
     """The cost genai-prices itself computes for this usage (model-only lookup unless a provider is named)."""
     usage = genai_prices.Usage(
-        input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cached
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=cached,
+        input_audio_tokens=input_audio,
+        output_audio_tokens=output_audio,
     )
     if provider is None:
         return genai_prices.calc_price(usage, model).total_price

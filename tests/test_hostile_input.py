@@ -58,8 +58,26 @@ def test_usage_parser_never_raises_and_keeps_subsets_inside_totals(raw) -> None:
     usage = parse_usage(raw)
     if usage is not None:
         assert isinstance(usage, Usage)
-        assert 0 <= usage.cache_read_tokens <= usage.input_tokens <= 10**12
+        input_parts = (usage.cache_read_tokens, usage.cache_write_tokens, usage.input_audio_tokens)
+        assert min(input_parts) >= 0 and sum(input_parts) <= usage.input_tokens <= 10**12
         assert 0 <= usage.reasoning_tokens <= usage.output_tokens <= 10**12
+        assert 0 <= usage.output_audio_tokens <= usage.output_tokens
+
+
+details = st.dictionaries(
+    st.sampled_from(["cached_tokens", "cache_write_tokens", "audio_tokens", "reasoning_tokens"]),
+    st.integers(-5, 3000) | st.sampled_from([None, "7", 2.0, 2.5, True]),
+)
+
+
+@given(st.integers(0, 2000), st.integers(0, 2000), details, details)
+def test_subsets_of_a_well_formed_usage_stay_inside_their_totals(prompt, completion, inputs, outputs) -> None:
+    raw = {"prompt_tokens": prompt, "completion_tokens": completion}
+    usage = parse_usage({**raw, "prompt_tokens_details": inputs, "completion_tokens_details": outputs})
+    input_parts = (usage.cache_read_tokens, usage.cache_write_tokens, usage.input_audio_tokens)
+    assert min(input_parts) >= 0 and sum(input_parts) <= usage.input_tokens == prompt
+    assert 0 <= usage.reasoning_tokens <= usage.output_tokens and usage.output_tokens >= completion
+    assert 0 <= usage.output_audio_tokens <= usage.output_tokens
 
 
 @given(st.lists(json_values, max_size=30))

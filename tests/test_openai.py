@@ -110,6 +110,33 @@ def test_chat_completion_span_and_metrics(instrumented, client, server) -> None:
     }
 
 
+AUDIO_USAGE = {
+    "prompt_tokens": 120,
+    "completion_tokens": 330,
+    "total_tokens": 450,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 80},
+    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 300},
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_audio_tokens_are_priced_at_audio_rates(instrumented, client, stream: bool) -> None:
+    """gpt-audio bills audio in at 12.8 times and audio out at 6.4 times its text rates."""
+    result = client.chat.completions.create(
+        model="gpt-audio",
+        messages=MESSAGES,
+        stream=stream,
+        extra_headers={"x-mock-usage": json.dumps(AUDIO_USAGE)},
+    )
+    if stream:
+        assert [chunk.usage for chunk in result if chunk.usage] == []  # the usage chunk stays hidden
+    attributes = instrumented.span().attributes
+    cost = genai_cost("gpt-audio", 120, 330, input_audio=80, output_audio=300)
+    assert cost > 4 * genai_cost("gpt-audio", 120, 330)
+    assert attributes[names.USAGE_COST_AMOUNT] == float(cost)
+    assert (attributes[names.USAGE_INPUT_TOKENS], attributes[names.USAGE_OUTPUT_TOKENS]) == (120, 330)
+
+
 def call_endpoint(client, endpoint: str, headers: dict):
     if endpoint == "chat":
         return client.chat.completions.create(model="gpt-4.1", messages=MESSAGES, extra_headers=headers)

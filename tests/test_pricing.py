@@ -19,6 +19,9 @@ def genai_total(usage: Usage, model: str, provider: str | None) -> Decimal:
         output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
+        input_audio_tokens=usage.input_audio_tokens,
+        output_audio_tokens=usage.output_audio_tokens,
+        cache_audio_read_tokens=0,  # no chat usage tells cached audio apart: it counts as cached input
     )
     from datetime import UTC, datetime
 
@@ -38,6 +41,10 @@ def genai_total(usage: Usage, model: str, provider: str | None) -> Decimal:
         ("https://api.groq.com/openai/v1", "groq", "llama-3.3-70b-versatile"),
         ("https://api.mistral.ai/v1", "mistral", "mistral-large-latest"),
         ("https://generativelanguage.googleapis.com/v1beta/openai/", "google", "gemini-2.5-pro"),
+        ("https://generativelanguage.googleapis.com/v1beta/openai/", "google", "gemini-2.5-flash"),
+        ("https://api.openai.com/v1", "openai", "gpt-audio"),
+        ("https://api.openai.com/v1", "openai", "gpt-audio-mini"),
+        ("https://api.openai.com/v1", "openai", "gpt-4o-audio-preview"),
     ],
 )
 @pytest.mark.parametrize(
@@ -48,6 +55,14 @@ def genai_total(usage: Usage, model: str, provider: str | None) -> Decimal:
         Usage(
             input_tokens=300_000, output_tokens=5_000, cache_read_tokens=100_000
         ),  # past long-context tiers
+        Usage(input_tokens=1000, output_tokens=400, input_audio_tokens=700, output_audio_tokens=350),
+        Usage(
+            input_tokens=1000,
+            output_tokens=400,
+            cache_read_tokens=200,
+            input_audio_tokens=500,
+            output_audio_tokens=350,
+        ),
     ],
 )
 def test_cost_equals_genai_prices(base_url: str, provider: str, model: str, usage: Usage) -> None:
@@ -131,6 +146,27 @@ def test_prices_file_models_win_over_genai_prices(tmp_path) -> None:
     cost = pricer.price("https://api.holysheep.ai/v1", "deepseek-v3.2", None, usage, NOW_NS)
     assert cost.source == PRICES_FILE
     assert cost.usd == Decimal("0.10") * Decimal("0.4") + Decimal("0.01") * Decimal("0.6") + Decimal("0.042")
+
+
+def test_prices_file_audio_rates(tmp_path) -> None:
+    text = """
+[[providers]]
+match = "voice-gateway.internal"
+
+[providers.models."voice-1"]
+input_mtok = 1
+output_mtok = 2
+input_audio_mtok = 10
+output_audio_mtok = 20
+"""
+    pricer = Pricer(load(write(tmp_path, "prices.toml", text)))
+    usage = Usage(input_tokens=1000, output_tokens=500, input_audio_tokens=400, output_audio_tokens=300)
+    cost = pricer.price("https://voice-gateway.internal/v1", "voice-1", None, usage, NOW_NS)
+    text_in, audio_in, text_out, audio_out = 600 * 1, 400 * 10, 200 * 2, 300 * 20
+    assert (cost.source, cost.usd) == (
+        PRICES_FILE,
+        Decimal(text_in + audio_in + text_out + audio_out) / 10**6,
+    )
 
 
 def test_prices_from_uses_that_provider(tmp_path) -> None:

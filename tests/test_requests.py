@@ -78,6 +78,24 @@ def test_chat_completion(traced, server) -> None:
     assert cost.sum == span.attributes[names.USAGE_COST_AMOUNT]
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_audio_tokens_are_priced_at_audio_rates(traced, server, stream: bool) -> None:
+    audio = {
+        "prompt_tokens_details": {"audio_tokens": 80},
+        "completion_tokens_details": {"audio_tokens": 300},
+    }
+    response = post(
+        server,
+        "/chat/completions",
+        {**chat_body(stream=stream, stream_options={"include_usage": True}), "model": "gpt-audio"},
+        usage(120, 330, **audio),
+        stream=stream,
+    )
+    response.content  # noqa: B018 (read to its end)
+    cost = genai_cost("gpt-audio", 120, 330, input_audio=80, output_audio=300)
+    assert traced.span().attributes[names.USAGE_COST_AMOUNT] == float(cost)
+
+
 @pytest.mark.parametrize("encode", [lambda body: json.dumps(body).encode(), json.dumps], ids=["bytes", "str"])
 def test_body_given_as_data(traced, server, encode) -> None:
     requests.post(

@@ -68,10 +68,35 @@ from otel_tokencost.pricing import Usage
             },
             Usage(3200, 586, 2048, 0, 448),
         ),
+        # OpenAI audio models: audio in and out, subsets of the totals.
+        (
+            {
+                "prompt_tokens": 120,
+                "completion_tokens": 330,
+                "total_tokens": 450,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 80},
+                "completion_tokens_details": {
+                    "reasoning_tokens": 0,
+                    "audio_tokens": 300,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
+            },
+            Usage(120, 330, input_audio_tokens=80, output_audio_tokens=300),
+        ),
         # Subsets larger than their totals are clamped.
         (
             {"prompt_tokens": 10, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 50}},
             Usage(10, 1, cache_read_tokens=10),
+        ),
+        (
+            {
+                "prompt_tokens": 100,
+                "completion_tokens": 10,
+                "prompt_tokens_details": {"cached_tokens": 70, "audio_tokens": 50},
+                "completion_tokens_details": {"audio_tokens": 20},
+            },
+            Usage(100, 10, cache_read_tokens=70, input_audio_tokens=30, output_audio_tokens=10),
         ),
     ],
     ids=[
@@ -81,7 +106,9 @@ from otel_tokencost.pricing import Usage
         "together",
         "openrouter-cache-write",
         "responses",
+        "openai-audio",
         "clamped",
+        "clamped-audio",
     ],
 )
 def test_usage_dialects(raw: dict, expected: Usage) -> None:

@@ -71,7 +71,8 @@ def parse_usage(usage: Any) -> Usage | None:
     """Usage in Chat Completions or Responses shape, in any provider's dialect.
 
     Cached input is read from `*_tokens_details.cached_tokens`, DeepSeek's `prompt_cache_hit_tokens` or
-    Together's top-level `cached_tokens`; cache writes from `cache_write_tokens`. Gemini and xAI count
+    Together's top-level `cached_tokens`; cache writes from `cache_write_tokens`; audio from the details'
+    `audio_tokens` (an audio model's input audio not read from the cache). Gemini and xAI count
     reasoning outside `completion_tokens` (their `total_tokens` says so): it is added to the output then.
     Subsets are clamped to their totals. A total that is present but not a usable count voids the usage:
     no tokens beat a wrong cost.
@@ -96,22 +97,36 @@ def _usage(usage: Mapping[str, Any]) -> Usage | None:
     output_tokens = 0 if raw_output is None else count(raw_output)
     if input_tokens is None or output_tokens is None:
         return None
-    cached = cache_write = reasoning = None
+    cached = cache_write = reasoning = input_audio = output_audio = None
     if input_details is not None:
         input_details = fields(input_details)
         cached, cache_write = input_details.get("cached_tokens"), input_details.get("cache_write_tokens")
+        input_audio = input_details.get("audio_tokens")
     if cached is None:
         cached = get("prompt_cache_hit_tokens")  # DeepSeek
         if cached is None:
             cached = get("cached_tokens")  # Together
     cache_read = 0 if cached is None else min(count(cached) or 0, input_tokens)
     cache_write = 0 if cache_write is None else min(count(cache_write) or 0, input_tokens - cache_read)
+    if input_audio:  # apart from the cached and cache-write counts, as genai-prices reads it
+        input_audio = min(count(input_audio) or 0, input_tokens - cache_read - cache_write)
     if output_details is not None:
-        reasoning = fields(output_details).get("reasoning_tokens")
+        output_details = fields(output_details)
+        reasoning, output_audio = output_details.get("reasoning_tokens"), output_details.get("audio_tokens")
     reasoning = 0 if reasoning is None else count(reasoning) or 0
     if reasoning and count(get("total_tokens")) == input_tokens + output_tokens + reasoning:
         output_tokens = min(output_tokens + reasoning, MAX_TOKENS)  # billed as output, counted apart
-    return Usage(input_tokens, output_tokens, cache_read, cache_write, min(reasoning, output_tokens))
+    if output_audio:
+        output_audio = min(count(output_audio) or 0, output_tokens)
+    return Usage(
+        input_tokens,
+        output_tokens,
+        cache_read,
+        cache_write,
+        min(reasoning, output_tokens),
+        input_audio or 0,
+        output_audio or 0,
+    )
 
 
 MAX_FINISH_REASONS = 128  # one per choice; a hostile stream must not grow this without bound

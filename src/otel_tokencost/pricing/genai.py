@@ -76,6 +76,8 @@ def _to_rate(model_price: Any) -> Rate:
         cache_read_mtok=_per_million(getattr(model_price, "cache_read_mtok", None)),
         cache_write_mtok=_per_million(getattr(model_price, "cache_write_mtok", None)),
         requests_kcount=getattr(model_price, "requests_kcount", None),
+        input_audio_mtok=_per_million(getattr(model_price, "input_audio_mtok", None)),
+        output_audio_mtok=_per_million(getattr(model_price, "output_audio_mtok", None)),
     )
 
 

@@ -11,7 +11,14 @@ from typing import Any
 
 from .rates import PerMillion, Rate, Tier, TieredRate
 
-RATE_FIELDS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+RATE_FIELDS = (
+    "input_mtok",
+    "output_mtok",
+    "cache_read_mtok",
+    "cache_write_mtok",
+    "input_audio_mtok",
+    "output_audio_mtok",
+)
 PROVIDER_FIELDS = {"match", "currency", "usd_per_unit", "models", "prices_from", "provider"}
 
 

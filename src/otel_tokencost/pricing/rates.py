@@ -10,7 +10,8 @@ KCOUNT = Decimal(1_000)
 
 
 class Usage(NamedTuple):
-    """Tokens one call used; cache and reasoning counts are subsets of input and output.
+    """Tokens one call used; cache, audio and reasoning counts are subsets of input and output (audio
+    input is the part not read from the cache).
 
     A NamedTuple rather than a frozen dataclass: one is built per call, and it is twice as fast to make.
     """
@@ -20,6 +21,8 @@ class Usage(NamedTuple):
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,7 @@ Units = int | tuple[int, tuple[tuple[int, int], ...]] | None  # a rate in intege
 @dataclass(frozen=True, slots=True)
 class Rate:
     """The prices of one model, per million tokens in `currency` (plus an optional per-request fee).
+    Audio tokens have rates of their own for audio models; without them they are billed as text.
 
     The arithmetic is done on integers: each price is kept as a whole number of 10**-scale units per
     million tokens, so a call's cost is exact and needs one Decimal, made at the end.
@@ -62,12 +66,21 @@ class Rate:
     cache_write_mtok: PerMillion = None
     requests_kcount: Decimal | None = None
     currency: str = "USD"
-    _units: tuple[Units, Units, Units, Units] = field(init=False, repr=False, compare=False)
+    input_audio_mtok: PerMillion = None
+    output_audio_mtok: PerMillion = None
+    _units: tuple[Units, ...] = field(init=False, repr=False, compare=False)
     _exponent: int = field(init=False, repr=False, compare=False)  # of one unit of a whole call's cost
     _tiered: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        rates = (self.input_mtok, self.output_mtok, self.cache_read_mtok, self.cache_write_mtok)
+        rates = (
+            self.input_mtok,
+            self.output_mtok,
+            self.cache_read_mtok,
+            self.cache_write_mtok,
+            self.input_audio_mtok,
+            self.output_audio_mtok,
+        )
         scale = max((_decimals(price) for rate in rates for price in _prices(rate)), default=0)
         set_field = object.__setattr__
         set_field(self, "_units", tuple(_units(rate, scale) for rate in rates))
@@ -75,24 +88,31 @@ class Rate:
         set_field(self, "_tiered", any(rate.__class__ is TieredRate for rate in rates))
 
     def cost(self, usage: Usage) -> Decimal:
-        """The cost of `usage`: cache reads and writes at their own rates when known, else as input."""
-        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, _ = usage
+        """The cost of `usage`: cache reads and writes, and audio, at their own rates when known, else as
+        text input and output."""
+        input_tokens, output_tokens, cache_read, cache_write, _, input_audio, output_audio = usage
         units = self._units
         if self._tiered:  # the rates in force for this call's input size
             units = tuple(_units_at(rate, input_tokens) for rate in units)
-        input_rate, output_rate, cache_read_rate, cache_write_rate = units
-        fresh_input = input_tokens
+        input_rate, output_rate, cache_read_rate, cache_write_rate, audio_in_rate, audio_out_rate = units
+        text_input, text_output = input_tokens, output_tokens
         total = 0
-        if cache_read_rate is not None and cache_read_tokens:
-            total += cache_read_rate * cache_read_tokens
-            fresh_input -= cache_read_tokens
-        if cache_write_rate is not None and cache_write_tokens:
-            total += cache_write_rate * cache_write_tokens
-            fresh_input -= cache_write_tokens
+        if cache_read_rate is not None and cache_read:
+            total += cache_read_rate * cache_read
+            text_input -= cache_read
+        if cache_write_rate is not None and cache_write:
+            total += cache_write_rate * cache_write
+            text_input -= cache_write
+        if audio_in_rate is not None and input_audio:
+            total += audio_in_rate * input_audio
+            text_input -= input_audio
+        if audio_out_rate is not None and output_audio:
+            total += audio_out_rate * output_audio
+            text_output -= output_audio
         if input_rate is not None:
-            total += input_rate * fresh_input
+            total += input_rate * text_input
         if output_rate is not None:
-            total += output_rate * output_tokens
+            total += output_rate * text_output
         exponent = self._exponent if total else 0
         while exponent < 0 and not total % 10:  # 0.0000318, not 0.00003180
             total //= 10
