@@ -60,6 +60,16 @@ def test_price_compares_models_as_json() -> None:
         assert row["cost"] == float(genai_cost(row["model"], 10000, 2000, cached=8000, provider="openai"))
 
 
+def test_price_of_audio_tokens() -> None:
+    argv = ["price", "gpt-audio", "--input", "1000", "--output", "500", "--json"]
+    _, text_only, _ = run(*argv)
+    code, out, _ = run(*argv, "--input-audio", "800", "--output-audio", "450")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["cost"] == float(genai_cost("gpt-audio", 1000, 500, input_audio=800, output_audio=450))
+    assert row["cost"] > 5 * json.loads(text_only)[0]["cost"]
+
+
 def test_price_shows_a_reseller_beside_the_public_price(tmp_path) -> None:
     prices = tmp_path / "prices.toml"
     prices.write_text(RESELLER)
@@ -96,7 +106,17 @@ def test_price_shows_a_reseller_beside_the_public_price(tmp_path) -> None:
         (
             ["price", "gpt-4o", "--input", "5", "--output", "1", "--cached", "9"],
             2,
-            "--cached cannot exceed --input",
+            "--cached and --input-audio cannot exceed --input",
+        ),
+        (
+            ["price", "gpt-audio", "--input", "5", "--output", "9", "--cached", "3", "--input-audio", "3"],
+            2,
+            "--cached and --input-audio cannot exceed --input",
+        ),
+        (
+            ["price", "gpt-audio", "--input", "5", "--output", "9", "--output-audio", "10"],
+            2,
+            "--output-audio cannot exceed --output",
         ),
         (["price", "gpt-4o", "--output", "1"], 2, "--input"),
         (

@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     price.add_argument("--input", type=_count, required=True, help="input tokens (cached ones included)")
     price.add_argument("--output", type=_count, required=True, help="output tokens")
     price.add_argument("--cached", type=_count, default=0, help="input tokens read from the provider's cache")
+    price.add_argument("--input-audio", type=_count, default=0, help="input audio tokens (not cached ones)")
+    price.add_argument("--output-audio", type=_count, default=0, help="output audio tokens")
     price.add_argument("--base-url", default="", help="the client's base URL (picks the provider's prices)")
     price.add_argument("--prices", help="a prices file (TOML or JSON)")
     price.add_argument("--json", action="store_true", help="a JSON list instead of a table")
@@ -66,15 +68,24 @@ def price(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Print the cost of one usage for each model; exit 1 when a model has no price."""
     from .pricing import Pricer, PricesFileError, Usage, load
 
-    if args.cached > args.input:
-        print("otel-tokencost price: --cached cannot exceed --input", file=err)
+    if args.cached + args.input_audio > args.input:
+        print("otel-tokencost price: --cached and --input-audio cannot exceed --input", file=err)
+        return 2
+    if args.output_audio > args.output:
+        print("otel-tokencost price: --output-audio cannot exceed --output", file=err)
         return 2
     try:
         pricer = Pricer(load(args.prices) if args.prices else ())
     except PricesFileError as error:
         print(f"otel-tokencost price: {error}", file=err)
         return 2
-    usage = Usage(input_tokens=args.input, output_tokens=args.output, cache_read_tokens=args.cached)
+    usage = Usage(
+        input_tokens=args.input,
+        output_tokens=args.output,
+        cache_read_tokens=args.cached,
+        input_audio_tokens=args.input_audio,
+        output_audio_tokens=args.output_audio,
+    )
     results = []
     for model in args.models:
         cost = pricer.price(args.base_url, model, None, usage, time.time_ns())
