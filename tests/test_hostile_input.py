@@ -16,7 +16,13 @@ from openai.types.chat import ChatCompletionChunk
 
 from otel_tokencost.engine import Call
 from otel_tokencost.instrumentation.requests import MAX_KEPT, TAIL_WINDOW, JSONObserver
-from otel_tokencost.json_tail import MAX_RUN, decode_object, top_level_members, trailing_members
+from otel_tokencost.json_tail import (
+    MAX_RUN,
+    decode_object,
+    element_members,
+    top_level_members,
+    trailing_members,
+)
 from otel_tokencost.operations import (
     CHAT_COMPLETIONS,
     EMBEDDINGS,
@@ -324,6 +330,55 @@ def test_the_member_walk_agrees_with_a_full_decode(document, layout) -> None:
     assert {key: json.loads(value) for key, value in undecoded.items()} == {
         key: value for key, value in document.items() if key == "messages"
     }
+
+
+@given(st.lists(st.dictionaries(walk_names, walk_values, max_size=6), max_size=4), json_layouts)
+def test_the_element_walk_agrees_with_a_full_decode(elements, layout) -> None:
+    body = json.dumps(elements, **layout).encode()
+    expected = [{key: value for key, value in element.items() if key in WALK_KEYS} for element in elements]
+    assert element_members(body, WALK_KEYS, max_steps=10_000) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model": "m"}',
+        b'[{"model": "m"}, 1]',
+        b'[{"model": "m"} {"a": 1}]',
+        b'[{"model": "m"},]',
+        b"[",
+        b"",
+    ],
+)
+def test_the_element_walk_refuses_what_is_not_an_array_of_objects(body) -> None:
+    assert element_members(body, WALK_KEYS, max_steps=100) is None
+
+
+choices_documents = st.fixed_dictionaries(
+    {
+        "id": walk_strings,
+        "model": walk_strings,
+        "choices": st.lists(
+            st.fixed_dictionaries(
+                {"index": st.integers(0, 3), "message": walk_values},
+                optional={"finish_reason": st.none() | walk_strings, "logprobs": walk_values},
+            ),
+            max_size=3,
+        ),
+    },
+    optional={"usage": st.fixed_dictionaries({"prompt_tokens": st.integers(0, 99)}), "x": walk_values},
+)
+
+
+@given(choices_documents, json_layouts)
+def test_a_large_choices_body_walked_reads_as_decoded(document, layout) -> None:
+    """A Chat Completions body walked (as a large one is) says what it says decoded: model, id, every
+    choice's finish reason and the usage. (4 MB of audio give the walk steps enough for any body here.)"""
+    body = json.dumps({"audio": "x" * 4_000_000, **document}, **layout).encode()
+    walked, decoded = Outcome(), Outcome()
+    CHAT_COMPLETIONS.read(walked, CHAT_COMPLETIONS.walk_body(body))
+    CHAT_COMPLETIONS.read(decoded, json.loads(body))
+    assert walked == decoded
 
 
 def test_the_member_walk_keeps_the_last_of_a_duplicated_member_as_a_full_decode_does() -> None:

@@ -202,6 +202,51 @@ def test_a_large_responses_body_is_read_without_decoding_its_output(telemetry, s
     assert (names.OUTPUT_MESSAGES in attributes) is capture
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "one x"}]}),
+        ("/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "one x"}),
+    ],
+    ids=["chat", "completions"],
+)
+@pytest.mark.parametrize("capture", [False, True], ids=["members", "content captured"])
+def test_a_large_choices_body_is_read_without_decoding_its_messages(
+    telemetry, server, monkeypatch, capture, path, body
+):
+    """A large Chat Completions or Completions body (generated audio; here 800 KB of text) is priced
+    from its model, id and usage and each choice's finish reason, its messages stepped over. With
+    message content captured it is decoded whole, for the text."""
+    if capture:
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    RequestsInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        decoded = spy_on_decoding(monkeypatch)
+        long_body = json.loads(
+            json.dumps(body).replace("one x", "one " + "x" * 400_000)
+        )  # a long word, echoed
+        response = post(server, path, long_body, {**HEADERS, "x-mock-chunks": "6"})
+    finally:
+        RequestsInstrumentor().uninstrument()
+    returned = response.json()
+    assert len(response.content) > 800_000
+    assert decoded == ([len(response.content)] if capture else [])
+    attributes = telemetry.span().attributes
+    usage = returned["usage"]
+    expected = {
+        names.RESPONSE_MODEL: body["model"],
+        names.RESPONSE_ID: returned["id"],
+        names.RESPONSE_FINISH_REASONS: (returned["choices"][0]["finish_reason"],),
+        names.USAGE_INPUT_TOKENS: usage["prompt_tokens"],
+        names.USAGE_OUTPUT_TOKENS: 6,
+        names.USAGE_COST_AMOUNT: float(genai_cost(body["model"], usage["prompt_tokens"], 6)),
+    }
+    assert {key: attributes.get(key) for key in expected} == expected
+    assert (names.OUTPUT_MESSAGES in attributes) is capture
+
+
 def image_body(**extra) -> dict:
     """A chat request with an image as a base64 data URL (~1 MB), the usual shape of a vision call."""
     image = base64.b64encode(bytes(range(256)) * 3000).decode()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -115,16 +115,30 @@ def top_level_members(
     many short strings takes more than a full decode would cost, and `max_steps` stops it first. What is
     stepped over is not checked: a malformed value there goes unnoticed.
     """
+    return _walk(body, max_steps, lambda walk, index: walk.object_members(index, keys, raw))
+
+
+def element_members(body: bytes, keys: Collection[str], max_steps: int | None = None) -> list[dict] | None:
+    """The members named in `keys` of each object in the JSON array `body`, walked as `top_level_members`
+    walks one object; None when `body` is not an array of objects as far as is seen."""
+    return _walk(body, max_steps, lambda walk, index: walk.array_of_objects(index, keys))
+
+
+def _walk(body: bytes, max_steps: int | None, value_at: Callable[[_Walk, int], tuple[Any, int]]) -> Any:
+    """What `value_at` reads of the one JSON value `body` holds, or None (see `top_level_members`)."""
     if max_steps is None:
         max_steps = len(body) // BYTES_PER_STEP
     try:
-        return _Walk(body, max_steps).members(keys, raw)
+        walk = _Walk(body, max_steps)
+        value, end = value_at(walk, _WHITESPACE_BYTES.match(body).end())
     except (ValueError, RecursionError, IndexError):  # not JSON where it matters, too deep, or too long
         return None
+    return value if _WHITESPACE_BYTES.match(body, end).end() == len(body) else None
 
 
 class _Walk:
-    """A walk over the top level of a JSON object, counting its steps."""
+    """A walk over a JSON value's top level, counting its steps. Each method reads the value starting at
+    `index` and returns what it read and where the value ends; ValueError when it is not that value."""
 
     __slots__ = ("body", "steps_left")
 
@@ -132,42 +146,63 @@ class _Walk:
         self.body = body
         self.steps_left = max_steps
 
-    def members(self, keys: Collection[str], raw: Collection[str]) -> dict[str, Any] | None:
-        """The members named in `keys` of the object the body is (those in `raw` undecoded), or None if
-        it is not one."""
+    def object_members(self, index: int, keys: Collection[str], raw: Collection[str]) -> tuple[dict, int]:
+        """The members named in `keys` of an object (those in `raw` undecoded)."""
         body = self.body
-        index = _WHITESPACE_BYTES.match(body).end()
         if body[index : index + 1] != b"{":
-            return None
+            raise ValueError("not an object")
         members: dict[str, Any] = {}
         index = _WHITESPACE_BYTES.match(body, index + 1).end()
         if body[index : index + 1] == b"}":
-            return members if _WHITESPACE_BYTES.match(body, index + 1).end() == len(body) else None
+            return members, index + 1
         while True:
             if body[index] != _QUOTE:
-                return None
+                raise ValueError("a member's key is not a string")
             end = self.string_end(index + 1)
             key = _value(body[index:end])
             index = _WHITESPACE_BYTES.match(body, end).end()
             if body[index : index + 1] != b":":
-                return None
+                raise ValueError("no colon after a member's key")
             index = _WHITESPACE_BYTES.match(body, index + 1).end()
-            first = body[index]
-            if first == _QUOTE:
-                end = self.string_end(index + 1)
-            elif first in _OPENERS:
-                end = self.container_end(index + 1)
-            else:
-                end = _SCALAR.match(body, index).end()
+            end = self.value_end(index)
             if key in keys:
                 members[key] = body[index:end] if key in raw else _value(body[index:end])
             index = _WHITESPACE_BYTES.match(body, end).end()
             separator = body[index : index + 1]
-            index = _WHITESPACE_BYTES.match(body, index + 1).end()
             if separator == b"}":
-                return members if index == len(body) else None
+                return members, index + 1
             if separator != b",":
-                return None
+                raise ValueError("a member is followed by neither a comma nor the closing brace")
+            index = _WHITESPACE_BYTES.match(body, index + 1).end()
+
+    def array_of_objects(self, index: int, keys: Collection[str]) -> tuple[list[dict], int]:
+        """The members named in `keys` of each element of an array of objects."""
+        body = self.body
+        if body[index : index + 1] != b"[":
+            raise ValueError("not an array")
+        elements: list[dict] = []
+        index = _WHITESPACE_BYTES.match(body, index + 1).end()
+        if body[index : index + 1] == b"]":
+            return elements, index + 1
+        while True:
+            members, index = self.object_members(index, keys, ())
+            elements.append(members)
+            index = _WHITESPACE_BYTES.match(body, index).end()
+            separator = body[index : index + 1]
+            if separator == b"]":
+                return elements, index + 1
+            if separator != b",":
+                raise ValueError("an element is followed by neither a comma nor the closing bracket")
+            index = _WHITESPACE_BYTES.match(body, index + 1).end()
+
+    def value_end(self, index: int) -> int:
+        """Where the value starting at `index` ends, stepped over without being decoded."""
+        first = self.body[index]
+        if first == _QUOTE:
+            return self.string_end(index + 1)
+        if first in _OPENERS:
+            return self.container_end(index + 1)
+        return _SCALAR.match(self.body, index).end()
 
     def string_end(self, index: int) -> int:
         """Where the string whose content starts at `index` ends, past its closing quote."""

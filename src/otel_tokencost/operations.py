@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from . import names
-from .json_tail import top_level_members
+from .json_tail import BYTES_PER_STEP, element_members, top_level_members
 from .pricing import Usage
 
 _EMPTY: dict[str, Any] = {}
@@ -269,6 +269,27 @@ RESPONSE_EVENTS_WITH_BODY = frozenset(
 RESPONSE_KEYS = ("model", "id", "status", "usage")  # what `_read_response` reads of a Responses body
 
 
+def _walk_response_body(body: bytes) -> dict[str, Any] | None:
+    """A Responses body as raw bytes, read without its `output` (which may hold a generated image)."""
+    return top_level_members(body, RESPONSE_KEYS)
+
+
+CHOICES_KEYS = ("model", "id", "choices", "usage")  # what `_read_choices` reads of a body
+
+
+def _walk_choices_body(body: bytes) -> dict[str, Any] | None:
+    """A Chat Completions or Completions body as raw bytes, read without its messages (which may hold
+    generated audio): its model, id and usage, and each choice's finish reason."""
+    members = top_level_members(body, CHOICES_KEYS, raw=("choices",))
+    choices = members.get("choices") if members else None
+    if choices is not None:
+        steps = len(body) // BYTES_PER_STEP  # the whole body's budget: the choices are most of it
+        members["choices"] = element_members(choices, ("finish_reason",), max_steps=steps)
+        if members["choices"] is None:
+            return None
+    return members
+
+
 def _walk_response_event(payload: bytes) -> dict[str, Any] | None:
     """A Responses stream event as raw bytes, read without its response's `output` (which may hold a
     generated image): its type and its response's members `_read_response` reads. None when that
@@ -291,34 +312,33 @@ class Operation:
     read: Callable[[Outcome, Any], None]
     read_chunk: Callable[[Outcome, Any], bool]
     accepts_stream_options: bool
-    # When `read` needs only these top-level members, a transport holding the raw body decodes just
-    # them (`json_tail`): an embeddings body is megabytes of floats before its `model` and `usage`, a
-    # Responses body may hold a generated image (megabytes of base64) among its `output`.
-    read_keys: tuple[str, ...] = ()
-    read_keys_last: bool = False  # they follow every other member: read from the body's end
-    # Reads a large stream event from its raw bytes without what the call does not need; None if it cannot.
+    # How a transport holding a raw body reads it without decoding it all (`json_tail`). `tail_keys`:
+    # the members `read` needs follow all others and are read from the body's end (an embeddings body is
+    # megabytes of floats before its `model` and `usage`). `walk_body`, `walk_event`: a large body or
+    # stream event is walked to what `read` needs, stepping over the rest (a generated image or audio);
+    # they return None when they cannot, and the body is then decoded whole.
+    tail_keys: tuple[str, ...] = ()
+    walk_body: Callable[[bytes], dict[str, Any] | None] | None = None
     walk_event: Callable[[bytes], dict[str, Any] | None] | None = None
 
 
-CHAT_COMPLETIONS = Operation(names.CHAT, "chat_completions", _read_choices, _read_choices_chunk, True)
+CHAT_COMPLETIONS = Operation(
+    names.CHAT, "chat_completions", _read_choices, _read_choices_chunk, True, walk_body=_walk_choices_body
+)
 RESPONSES = Operation(
     names.CHAT,
     "responses",
     _read_response,
     _read_response_event,
     False,
-    read_keys=RESPONSE_KEYS,
+    walk_body=_walk_response_body,
     walk_event=_walk_response_event,
 )
-COMPLETIONS = Operation(names.TEXT_COMPLETION, None, _read_choices, _read_choices_chunk, True)
+COMPLETIONS = Operation(
+    names.TEXT_COMPLETION, None, _read_choices, _read_choices_chunk, True, walk_body=_walk_choices_body
+)
 EMBEDDINGS = Operation(
-    names.EMBEDDINGS,
-    None,
-    _read_embeddings,
-    _read_choices_chunk,
-    False,
-    read_keys=("model", "usage"),
-    read_keys_last=True,
+    names.EMBEDDINGS, None, _read_embeddings, _read_choices_chunk, False, tail_keys=("model", "usage")
 )
 
 _BY_SUFFIX = (

@@ -187,8 +187,13 @@ def _follow(call: Call, response: Any, streamed: bool) -> None:
 
 
 def _read_body(call: Call, content: Any, fragment: bool = False) -> None:
-    """Read a whole body: SSE events, else JSON (only the members the operation reads, when it needs no
-    others). A `fragment` is the end of a body whose start is gone: only trailing members can be read."""
+    """Read a whole body: SSE events, else JSON. A `fragment` is the end of a body whose start is gone:
+    only trailing members can be read.
+
+    An embeddings body's members are read from its end. A large body (over LARGE_BODY) is walked to the
+    members the call reads, the rest stepped over (a generated image or audio), unless message content is
+    captured: that is read from the rest. Any other body, or one whose walk fails, is decoded whole.
+    """
     if not content or content.__class__ is not bytes:
         return
     if call.body.get("stream") is True or content.startswith(b"data:") or b"\ndata:" in content[:512]:
@@ -196,7 +201,16 @@ def _read_body(call: Call, content: Any, fragment: bool = False) -> None:
         observer.feed(content)
         observer.finish()
         return
-    members = _read_members(call, content, fragment) if call.operation.read_keys else None
+    operation, members = call.operation, None
+    if operation.tail_keys:
+        members = trailing_members(content, operation.tail_keys, fragment)
+    elif (
+        len(content) > LARGE_BODY
+        and not fragment
+        and operation.walk_body is not None
+        and not call.telemetry.capture_content
+    ):
+        members = operation.walk_body(content)
     if members is not None:
         call.read(members)
         return
@@ -205,20 +219,6 @@ def _read_body(call: Call, content: Any, fragment: bool = False) -> None:
     body = decode_object(content)
     if body is not None:  # else an HTML error page, say: the span keeps its status and error.type
         call.read(body)
-
-
-def _read_members(call: Call, content: bytes, fragment: bool) -> dict[str, Any] | None:
-    """The members the call's operation reads, without decoding the rest; None to decode it all.
-
-    Trailing members are read from the body's end. Others are walked to in a large body (a Responses
-    body with a generated image), unless message content is captured: that is read from the rest.
-    """
-    operation = call.operation
-    if operation.read_keys_last:
-        return trailing_members(content, operation.read_keys, fragment)
-    if fragment or len(content) <= LARGE_BODY or call.telemetry.capture_content:
-        return None
-    return top_level_members(content, operation.read_keys)
 
 
 class JSONObserver:
