@@ -137,6 +137,15 @@ match = "http://127.0.0.1:8000/v1/team-a"
 [providers.models."qwen-local"]
 input_mtok = 1
 output_mtok = 1
+
+[[providers]]
+match = "voice-gateway.internal"
+
+[providers.models."voice-1"]
+input_mtok = 1
+output_mtok = 2
+input_audio_mtok = 10
+output_audio_mtok = 20
 """
 
 
@@ -149,17 +158,7 @@ def test_prices_file_models_win_over_genai_prices(tmp_path) -> None:
 
 
 def test_prices_file_audio_rates(tmp_path) -> None:
-    text = """
-[[providers]]
-match = "voice-gateway.internal"
-
-[providers.models."voice-1"]
-input_mtok = 1
-output_mtok = 2
-input_audio_mtok = 10
-output_audio_mtok = 20
-"""
-    pricer = Pricer(load(write(tmp_path, "prices.toml", text)))
+    pricer = Pricer(load(write(tmp_path, "prices.toml", PRICES_TOML)))
     usage = Usage(input_tokens=1000, output_tokens=500, input_audio_tokens=400, output_audio_tokens=300)
     cost = pricer.price("https://voice-gateway.internal/v1", "voice-1", None, usage, NOW_NS)
     text_in, audio_in, text_out, audio_out = 600 * 1, 400 * 10, 200 * 2, 300 * 20

@@ -179,10 +179,9 @@ def assert_read_as_responses_body(attributes, body: dict) -> None:
     assert {key: attributes.get(key) for key in expected} == expected
 
 
-@pytest.mark.parametrize("capture", [False, True], ids=["members", "content captured"])
-def test_a_large_responses_body_is_read_without_decoding_its_output(telemetry, server, monkeypatch, capture):
-    """A large Responses body (a generated image; here 800 KB of text) is priced from its top-level
-    members, its `output` stepped over. With message content captured it is decoded whole, for the text."""
+def post_echoing_a_long_word(telemetry, server, monkeypatch, capture: bool, path: str, body: dict):
+    """Post `body`, its word "x" made 400 KB long, for a reply of 6 words echoing it (800 KB of JSON);
+    check the package decoded it whole only when capturing content, and hand back the response."""
     if capture:
         monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     RequestsInstrumentor().instrument(
@@ -190,16 +189,23 @@ def test_a_large_responses_body_is_read_without_decoding_its_output(telemetry, s
     )
     try:
         decoded = spy_on_decoding(monkeypatch)
-        body = {"model": "gpt-4.1", "input": "one " + "x" * 400_000}  # a long word, echoed
-        response = post(server, "/responses", body, {**HEADERS, "x-mock-chunks": "6"})
+        long_body = json.loads(json.dumps(body).replace("one x", "one " + "x" * 400_000))
+        response = post(server, path, long_body, {**HEADERS, "x-mock-chunks": "6"})
     finally:
         RequestsInstrumentor().uninstrument()
-    returned = response.json()
     assert len(response.content) > 800_000
     assert decoded == ([len(response.content)] if capture else [])
-    attributes = telemetry.span().attributes
-    assert_read_as_responses_body(attributes, returned)
-    assert (names.OUTPUT_MESSAGES in attributes) is capture
+    assert (names.OUTPUT_MESSAGES in telemetry.span().attributes) is capture
+    return response
+
+
+@pytest.mark.parametrize("capture", [False, True], ids=["members", "content captured"])
+def test_a_large_responses_body_is_read_without_decoding_its_output(telemetry, server, monkeypatch, capture):
+    """A large Responses body (a generated image; here 800 KB of text) is priced from its top-level
+    members, its `output` stepped over. With message content captured it is decoded whole, for the text."""
+    body = {"model": "gpt-4.1", "input": "one x"}
+    response = post_echoing_a_long_word(telemetry, server, monkeypatch, capture, "/responses", body)
+    assert_read_as_responses_body(telemetry.span().attributes, response.json())
 
 
 @pytest.mark.parametrize(
@@ -217,34 +223,18 @@ def test_a_large_choices_body_is_read_without_decoding_its_messages(
     """A large Chat Completions or Completions body (generated audio; here 800 KB of text) is priced
     from its model, id and usage and each choice's finish reason, its messages stepped over. With
     message content captured it is decoded whole, for the text."""
-    if capture:
-        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
-    RequestsInstrumentor().instrument(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-    )
-    try:
-        decoded = spy_on_decoding(monkeypatch)
-        long_body = json.loads(
-            json.dumps(body).replace("one x", "one " + "x" * 400_000)
-        )  # a long word, echoed
-        response = post(server, path, long_body, {**HEADERS, "x-mock-chunks": "6"})
-    finally:
-        RequestsInstrumentor().uninstrument()
-    returned = response.json()
-    assert len(response.content) > 800_000
-    assert decoded == ([len(response.content)] if capture else [])
-    attributes = telemetry.span().attributes
-    usage = returned["usage"]
+    returned = post_echoing_a_long_word(telemetry, server, monkeypatch, capture, path, body).json()
+    input_tokens = returned["usage"]["prompt_tokens"]
     expected = {
         names.RESPONSE_MODEL: body["model"],
         names.RESPONSE_ID: returned["id"],
         names.RESPONSE_FINISH_REASONS: (returned["choices"][0]["finish_reason"],),
-        names.USAGE_INPUT_TOKENS: usage["prompt_tokens"],
+        names.USAGE_INPUT_TOKENS: input_tokens,
         names.USAGE_OUTPUT_TOKENS: 6,
-        names.USAGE_COST_AMOUNT: float(genai_cost(body["model"], usage["prompt_tokens"], 6)),
+        names.USAGE_COST_AMOUNT: float(genai_cost(body["model"], input_tokens, 6)),
     }
+    attributes = telemetry.span().attributes
     assert {key: attributes.get(key) for key in expected} == expected
-    assert (names.OUTPUT_MESSAGES in attributes) is capture
 
 
 def image_body(**extra) -> dict:

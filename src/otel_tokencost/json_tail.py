@@ -148,14 +148,9 @@ class _Walk:
 
     def object_members(self, index: int, keys: Collection[str], raw: Collection[str]) -> tuple[dict, int]:
         """The members named in `keys` of an object (those in `raw` undecoded)."""
-        body = self.body
-        if body[index : index + 1] != b"{":
-            raise ValueError("not an object")
-        members: dict[str, Any] = {}
-        index = _WHITESPACE_BYTES.match(body, index + 1).end()
-        if body[index : index + 1] == b"}":
-            return members, index + 1
-        while True:
+        body, members = self.body, {}
+        ended, index = self.items_start(index, b"{", b"}")
+        while not ended:
             if body[index] != _QUOTE:
                 raise ValueError("a member's key is not a string")
             end = self.string_end(index + 1)
@@ -167,33 +162,41 @@ class _Walk:
             end = self.value_end(index)
             if key in keys:
                 members[key] = body[index:end] if key in raw else _value(body[index:end])
-            index = _WHITESPACE_BYTES.match(body, end).end()
-            separator = body[index : index + 1]
-            if separator == b"}":
-                return members, index + 1
-            if separator != b",":
-                raise ValueError("a member is followed by neither a comma nor the closing brace")
-            index = _WHITESPACE_BYTES.match(body, index + 1).end()
+            ended, index = self.item_end(end, b"}")
+        return members, index
 
     def array_of_objects(self, index: int, keys: Collection[str]) -> tuple[list[dict], int]:
         """The members named in `keys` of each element of an array of objects."""
-        body = self.body
-        if body[index : index + 1] != b"[":
-            raise ValueError("not an array")
-        elements: list[dict] = []
-        index = _WHITESPACE_BYTES.match(body, index + 1).end()
-        if body[index : index + 1] == b"]":
-            return elements, index + 1
-        while True:
+        elements = []
+        ended, index = self.items_start(index, b"[", b"]")
+        while not ended:
             members, index = self.object_members(index, keys, ())
             elements.append(members)
-            index = _WHITESPACE_BYTES.match(body, index).end()
-            separator = body[index : index + 1]
-            if separator == b"]":
-                return elements, index + 1
-            if separator != b",":
-                raise ValueError("an element is followed by neither a comma nor the closing bracket")
-            index = _WHITESPACE_BYTES.match(body, index + 1).end()
+            ended, index = self.item_end(index, b"]")
+        return elements, index
+
+    def items_start(self, index: int, opener: bytes, closer: bytes) -> tuple[bool, int]:
+        """At an object's or array's opening bracket: whether it is empty (then where it ends), else
+        where its first item starts."""
+        body = self.body
+        if body[index : index + 1] != opener:
+            raise ValueError(f"not {opener!r}")
+        index = _WHITESPACE_BYTES.match(body, index + 1).end()
+        if body[index : index + 1] == closer:
+            return True, index + 1
+        return False, index
+
+    def item_end(self, index: int, closer: bytes) -> tuple[bool, int]:
+        """Past an item (a member or an element): whether the object or array ends (then where), else
+        where its next item starts."""
+        body = self.body
+        index = _WHITESPACE_BYTES.match(body, index).end()
+        separator = body[index : index + 1]
+        if separator == closer:
+            return True, index + 1
+        if separator != b",":
+            raise ValueError(f"an item is followed by neither a comma nor {closer!r}")
+        return False, _WHITESPACE_BYTES.match(body, index + 1).end()
 
     def value_end(self, index: int) -> int:
         """Where the value starting at `index` ends, stepped over without being decoded."""
