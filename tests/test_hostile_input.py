@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionChunk
 
+from otel_tokencost.bodies import MAX_KEPT, TAIL_WINDOW, JSONObserver
 from otel_tokencost.engine import Call
-from otel_tokencost.instrumentation.requests import MAX_KEPT, TAIL_WINDOW, JSONObserver
 from otel_tokencost.json_tail import (
     MAX_RUN,
     decode_object,

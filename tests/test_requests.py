@@ -129,13 +129,17 @@ def test_other_endpoints(traced, server, path, body, span_name) -> None:
 
 
 def spy_on_decoding(monkeypatch, reader=None) -> list[int]:
-    """The sizes of the bodies `reader` (the requests patch, else another module) decodes whole."""
+    """The sizes of the bodies `reader` decodes whole (by default the requests patch, which reads request
+    bodies, and the module that reads response bodies)."""
+    from otel_tokencost import bodies
     from otel_tokencost.instrumentation import requests as requests_patch
 
-    reader = reader or requests_patch
     decoded: list[int] = []
-    decode_whole = reader.decode_object
-    monkeypatch.setattr(reader, "decode_object", lambda raw: decoded.append(len(raw)) or decode_whole(raw))
+    for module in (requests_patch, bodies) if reader is None else (reader,):
+        decode_whole = module.decode_object
+        monkeypatch.setattr(
+            module, "decode_object", lambda raw, decode=decode_whole: decoded.append(len(raw)) or decode(raw)
+        )
     return decoded
 
 
@@ -354,10 +358,10 @@ def test_a_whole_body_read_with_stream_true_is_priced(traced, server, read) -> N
 @pytest.mark.parametrize("kept", [None, 100_000], ids=["kept whole", "tail only"])
 def test_a_large_embeddings_body_read_with_stream_true(traced, server, monkeypatch, kept) -> None:
     """Past the bytes kept to read a body whole, the last ones still hold an embeddings body's usage."""
-    from otel_tokencost.instrumentation import requests as requests_patch
+    from otel_tokencost import bodies
 
     if kept is not None:
-        monkeypatch.setattr(requests_patch, "MAX_KEPT", kept)
+        monkeypatch.setattr(bodies, "MAX_KEPT", kept)
     inputs = [f"item{index} alpha beta" for index in range(64)]
     body = {"model": "text-embedding-3-small", "input": inputs, "dimensions": 1536}
     response = post(server, "/embeddings", body, stream=True)
@@ -492,8 +496,8 @@ def test_a_failure_watching_the_stream_never_reaches_the_app(
     assert len(lines) == 10 and lines[-1] == b"data: [DONE]"  # every line, as uninstrumented
     span = traced.span()  # ended once, with what could be read
     assert names.USAGE_INPUT_TOKENS not in span.attributes
-    assert "reading a requests stream failed; the app is unaffected" in caplog.text
-    assert "reading the end of a requests stream failed" in caplog.text
+    assert "reading a response body failed; the app is unaffected" in caplog.text
+    assert "reading the end of a response body failed" in caplog.text
 
 
 def test_stream_without_usage_event(traced, server) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
@@ -17,19 +16,17 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
+from ..bodies import BodyWatch, read_body
 from ..budgets import BudgetExceededError
 from ..engine import REQUEST_KEYS, Call, current_call, report_internal_error
-from ..json_tail import LARGE_BODY, decode_object, top_level_members, trailing_members
+from ..json_tail import LARGE_BODY, decode_object, top_level_members
 from ..operations import CHAT_COMPLETIONS, Operation, operation_for
 from ..package import _instruments_requests
 from ..providers import Endpoint
-from ..sse import SSEObserver
 from ..telemetry import Telemetry
 from .on_import import PatchOnImport
 
 PATHS_ENV = "OTEL_TOKENCOST_REQUESTS_PATHS"
-MAX_KEPT = 16 << 20  # bytes of a streamed JSON body kept to read it whole
-TAIL_WINDOW = 64 << 10  # bytes kept of a larger one, for its trailing members
 STANDARD_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses")
 MAX_TARGETS = 256  # endpoint URLs whose operation and endpoint are kept
 
@@ -177,80 +174,12 @@ def _follow(call: Call, response: Any, streamed: bool) -> None:
     error_type = str(status) if status >= 400 else None
     call.read_headers(response.headers)
     if not streamed:
-        _read_body(call, response.content)
+        read_body(call, response.content)
         call.end(error_type=error_type)
         return
-    content_type = response.headers.get("content-type") or ""
-    observer = JSONObserver(call) if "json" in content_type else SSEObserver(call)
-    response.raw = RawProxy(response.raw, call, observer, error_type)
+    watch = BodyWatch(call, response.headers.get("content-type") or "", error_type)
+    response.raw = RawProxy(response.raw, watch)
     weakref.finalize(response, call.end)  # a response dropped unread still ends its span
-
-
-def _read_body(call: Call, content: Any, fragment: bool = False) -> None:
-    """Read a whole body: SSE events, else JSON. A `fragment` is the end of a body whose start is gone:
-    only trailing members can be read.
-
-    An embeddings body's members are read from its end. A large body (over LARGE_BODY) is walked to the
-    members the call reads, the rest stepped over (a generated image or audio), unless message content is
-    captured: that is read from the rest. Any other body, or one whose walk fails, is decoded whole.
-    """
-    if not content or content.__class__ is not bytes:
-        return
-    if call.body.get("stream") is True or content.startswith(b"data:") or b"\ndata:" in content[:512]:
-        observer = SSEObserver(call)
-        observer.feed(content)
-        observer.finish()
-        return
-    operation, members = call.operation, None
-    if operation.tail_keys:
-        members = trailing_members(content, operation.tail_keys, fragment)
-    elif (
-        len(content) > LARGE_BODY
-        and not fragment
-        and operation.walk_body is not None
-        and not call.telemetry.capture_content
-    ):
-        members = operation.walk_body(content)
-    if members is not None:
-        call.read(members)
-        return
-    if fragment:
-        return
-    body = decode_object(content)
-    if body is not None:  # else an HTML error page, say: the span keeps its status and error.type
-        call.read(body)
-
-
-class JSONObserver:
-    """A whole JSON body read through a streamed response (`stream=True` on a call that does not
-    stream): the pieces are kept as they pass and the body is read when it ends.
-
-    Past MAX_KEPT bytes only the last TAIL_WINDOW are kept, enough for an embeddings body's trailing
-    `model` and `usage`; a body that large is never a chat completion.
-    """
-
-    __slots__ = ("_call", "_kept", "_pieces", "_seen")
-
-    def __init__(self, call: Call) -> None:
-        self._call = call
-        self._pieces: deque[bytes] = deque()
-        self._kept = self._seen = 0
-
-    def feed(self, data: bytes) -> None:
-        if not data:
-            return
-        self._pieces.append(data)
-        self._kept += len(data)
-        self._seen += len(data)
-        if self._seen > MAX_KEPT:
-            pieces = self._pieces
-            while self._kept - len(pieces[0]) >= TAIL_WINDOW:
-                self._kept -= len(pieces.popleft())
-
-    def finish(self) -> None:
-        body = b"".join(self._pieces)
-        self._pieces.clear()
-        _read_body(self._call, body, fragment=self._seen > MAX_KEPT)
 
 
 class RawProxy(wrapt.ObjectProxy):
@@ -261,11 +190,9 @@ class RawProxy(wrapt.ObjectProxy):
     file (a method the file lacks must stay absent, not fail when called).
     """
 
-    def __init__(self, raw: Any, call: Call, observer: SSEObserver, error_type: str | None) -> None:
+    def __init__(self, raw: Any, watch: BodyWatch) -> None:
         super().__init__(raw)
-        self._self_call = call
-        self._self_observer = observer
-        self._self_error_type = error_type
+        self._self_watch = watch
 
     @property
     def stream(self) -> Callable[..., Iterator[bytes]]:
@@ -278,52 +205,28 @@ class RawProxy(wrapt.ObjectProxy):
         return self._self_release_conn
 
     def _self_stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
-        watch = self._self_watch
-        try:
-            for data in self.__wrapped__.stream(*args, **kwargs):
-                watch(data)
-                yield data
-        except GeneratorExit:
-            raise
-        except BaseException as error:
-            self._self_call.end(error)
-            raise
-        self._self_end()
+        return self._self_watch.follow(self.__wrapped__.stream(*args, **kwargs))
 
     def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
+        watch = self._self_watch
         try:
             data = self.__wrapped__.read(amt, *args, **kwargs)
         except BaseException as error:
-            self._self_call.end(error)
+            watch.call.end(error)
             raise
-        self._self_watch(data)
+        watch.feed(data)
         if amt is None or not data:
-            self._self_end()
+            watch.end()
         return data
 
     def close(self) -> None:
         try:
             self.__wrapped__.close()
         finally:
-            self._self_end()
+            self._self_watch.end()
 
     def _self_release_conn(self) -> None:
         try:
             self.__wrapped__.release_conn()
         finally:
-            self._self_end()
-
-    def _self_watch(self, data: bytes) -> None:
-        try:
-            self._self_observer.feed(data)
-        except Exception:
-            report_internal_error("reading a requests stream")
-
-    def _self_end(self) -> None:
-        call = self._self_call
-        if not call.ended:
-            try:
-                self._self_observer.finish()
-            except Exception:
-                report_internal_error("reading the end of a requests stream")
-            call.end(error_type=self._self_error_type)
+            self._self_watch.end()

@@ -1,0 +1,144 @@
+"""Raw response bodies read as the app reads them: a JSON document or SSE events, for a transport that
+hands the body over unread (`requests` with `stream=True`, the openai SDK's raw responses).
+
+Nothing the app reads is changed: each piece is looked at as it passes, and the call ends, once, when
+the body does (or when the app closes it), with what was seen.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from .engine import Call, report_internal_error
+from .json_tail import LARGE_BODY, decode_object, trailing_members
+from .sse import SSEObserver
+
+MAX_KEPT = 16 << 20  # bytes of a streamed JSON body kept to read it whole
+TAIL_WINDOW = 64 << 10  # bytes kept of a larger one, for its trailing members
+
+
+class BodyWatch:
+    """One response's raw body, read piece by piece by the app: fed to the observer its content type
+    calls for, and the end of the call when the body ends."""
+
+    __slots__ = ("_error_type", "_observer", "call")
+
+    def __init__(self, call: Call, content_type: str, error_type: str | None = None) -> None:
+        self.call = call
+        self._observer = JSONObserver(call) if "json" in content_type else SSEObserver(call)
+        self._error_type = error_type
+
+    def feed(self, data: bytes) -> None:
+        """The next bytes the app read."""
+        observer = self._observer
+        if observer is not None:
+            try:
+                observer.feed(data)
+            except Exception:
+                report_internal_error("reading a response body")
+
+    def end(self) -> None:
+        """The body ended, or the app is done with it: read what was seen and end the call (once)."""
+        observer, self._observer = self._observer, None
+        if observer is None or self.call.ended:
+            return
+        try:
+            observer.finish()
+        except Exception:
+            report_internal_error("reading the end of a response body")
+        self.call.end(error_type=self._error_type)
+
+    def follow(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        """`pieces` unchanged, watched; the call ends with them, or with the error they raise."""
+        try:
+            for data in pieces:
+                self.feed(data)
+                yield data
+        except GeneratorExit:
+            raise
+        except BaseException as error:
+            self.call.end(error)
+            raise
+        self.end()
+
+    async def follow_async(self, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """`follow` for an async iterator."""
+        try:
+            async for data in pieces:
+                self.feed(data)
+                yield data
+        except GeneratorExit:
+            raise
+        except BaseException as error:
+            self.call.end(error)
+            raise
+        self.end()
+
+
+def read_body(call: Call, content: Any, fragment: bool = False) -> None:
+    """Read a whole body: SSE events, else JSON. A `fragment` is the end of a body whose start is gone:
+    only trailing members can be read.
+
+    An embeddings body's members are read from its end. A large body (over LARGE_BODY) is walked to the
+    members the call reads, the rest stepped over (a generated image or audio), unless message content is
+    captured: that is read from the rest. Any other body, or one whose walk fails, is decoded whole.
+    """
+    if not content or content.__class__ is not bytes:
+        return
+    if call.body.get("stream") is True or content.startswith(b"data:") or b"\ndata:" in content[:512]:
+        observer = SSEObserver(call)
+        observer.feed(content)
+        observer.finish()
+        return
+    operation, members = call.operation, None
+    if operation.tail_keys:
+        members = trailing_members(content, operation.tail_keys, fragment)
+    elif (
+        len(content) > LARGE_BODY
+        and not fragment
+        and operation.walk_body is not None
+        and not call.telemetry.capture_content
+    ):
+        members = operation.walk_body(content)
+    if members is not None:
+        call.read(members)
+        return
+    if fragment:
+        return
+    body = decode_object(content)
+    if body is not None:  # else an HTML error page, say: the span keeps its status and error.type
+        call.read(body)
+
+
+class JSONObserver:
+    """A whole JSON body read through a streamed response (`stream=True` on a call that does not
+    stream): the pieces are kept as they pass and the body is read when it ends.
+
+    Past MAX_KEPT bytes only the last TAIL_WINDOW are kept, enough for an embeddings body's trailing
+    `model` and `usage`; a body that large is never a chat completion.
+    """
+
+    __slots__ = ("_call", "_kept", "_pieces", "_seen")
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+        self._pieces: deque[bytes] = deque()
+        self._kept = self._seen = 0
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        self._pieces.append(data)
+        self._kept += len(data)
+        self._seen += len(data)
+        if self._seen > MAX_KEPT:
+            pieces = self._pieces
+            while self._kept - len(pieces[0]) >= TAIL_WINDOW:
+                self._kept -= len(pieces.popleft())
+
+    def finish(self) -> None:
+        body = b"".join(self._pieces)
+        self._pieces.clear()
+        read_body(self._call, body, fragment=self._seen > MAX_KEPT)
