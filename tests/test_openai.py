@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import re
 
 import openai
 import pytest
@@ -632,6 +633,76 @@ async def test_async_with_streaming_response(instrumented, async_client) -> None
     assert_priced(instrumented.span(), "gpt-4o-mini", 5, 6)
 
 
+RAW_READS = {
+    "json": lambda response: response.json(),
+    "text": lambda response: response.text(),
+    "read": lambda response: response.read(),
+    "iter_bytes": lambda response: list(response.iter_bytes(7)),
+    "iter_lines": lambda response: list(response.iter_lines()),
+    "httpx iter_text": lambda response: list(response.http_response.iter_text()),
+}
+
+
+@pytest.mark.parametrize(
+    ("read", "stream"),
+    [*((read, False) for read in RAW_READS), *((read, True) for read in RAW_READS if read != "json")],
+)
+def test_with_streaming_response_read_raw(instrumented, client, read: str, stream: bool) -> None:
+    """A body the app reads itself, however it does, is priced as it ends; a stream that asks for usage."""
+    options = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(15, 7), **options
+    ) as response:
+        assert instrumented.spans() == ()
+        RAW_READS[read](response)
+        span = instrumented.span()  # ended with the body, before the block closes the response
+    assert_priced(span, "gpt-4o-mini", 15, 7)
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
+    (cost,) = instrumented.points(names.METRIC_COST)
+    assert cost.count == 1
+
+
+def test_with_streaming_response_stream_is_handed_over_as_sent(instrumented, client) -> None:
+    """No usage is asked for on the app's behalf: the app reads the body as the provider sent it."""
+
+    def lines() -> list[str]:
+        with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers={"x-mock-chunks": "4"}
+        ) as response:
+            return [re.sub(r'"(id|created)":("[^"]*"|[0-9]+)', "", line) for line in response.iter_lines()]
+
+    with suppress_instrumentation():
+        bare = lines()
+    assert lines() == bare and len(bare) == 2 * (4 + 3)  # role, 4 words, finish, [DONE]
+    span = instrumented.span()
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
+    assert names.USAGE_INPUT_TOKENS not in span.attributes  # the app asked for none
+
+
+def test_with_streaming_response_read_in_part_then_closed(instrumented, client) -> None:
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers={"x-mock-chunks": "30"}
+    ) as response:
+        first = next(response.iter_lines())
+    assert first.startswith("data: ")
+    span = instrumented.span()
+    assert span.attributes[names.RESPONSE_MODEL] == "gpt-4o-mini"  # from the first event, read
+    assert span.status.status_code == StatusCode.UNSET
+
+
+@pytest.mark.parametrize("read", ["json", "iter_lines"])
+async def test_async_with_streaming_response_read_raw(instrumented, async_client, read: str) -> None:
+    async with async_client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(15, 7)
+    ) as response:
+        if read == "json":
+            await response.json()
+        else:
+            assert [line async for line in response.iter_lines()]
+        span = instrumented.span()
+    assert_priced(span, "gpt-4o-mini", 15, 7)
+
+
 # Failures --------------------------------------------------------------------------------------
 
 
@@ -747,6 +818,27 @@ def test_internal_failure_never_reaches_the_app(instrumented, client, monkeypatc
     span = instrumented.span()
     assert span.attributes[names.USAGE_INPUT_TOKENS] == 3 and names.USAGE_COST_AMOUNT not in span.attributes
     assert "pricing failed" in caplog.text
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_failure_watching_a_raw_body_never_reaches_the_app(
+    instrumented, client, monkeypatch, caplog, stream: bool
+) -> None:
+    from otel_tokencost.bodies import JSONObserver
+    from otel_tokencost.sse import SSEObserver
+
+    monkeypatch.setenv("OTEL_TOKENCOST_STRICT", "0")
+    for observer in (JSONObserver, SSEObserver):
+        monkeypatch.setattr(observer, "feed", lambda self, data: 1 / 0)
+        monkeypatch.setattr(observer, "finish", lambda self: 1 / 0)
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=stream, extra_headers={"x-mock-chunks": "3"}
+    ) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert len(lines) == (6 if stream else 1)  # role, 3 words, finish, [DONE]; or the one JSON body
+    assert instrumented.span().status.status_code == StatusCode.UNSET
+    assert "reading a response body failed; the app is unaffected" in caplog.text
+    assert "reading the end of a response body failed" in caplog.text
 
 
 def test_instrument_is_idempotent_and_reversible(telemetry, client) -> None:

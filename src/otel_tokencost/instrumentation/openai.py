@@ -10,13 +10,14 @@ from __future__ import annotations
 import inspect
 import os
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
+from ..bodies import BodyWatch
 from ..budgets import BudgetExceededError
 from ..engine import Call, current_call, report_internal_error
 from ..operations import Operation, operation_for
@@ -81,6 +82,7 @@ class _Patch:
         self._reads_headers = False
         self._lock = threading.Lock()
         from openai import AsyncStream, Stream
+        from openai._constants import RAW_RESPONSE_HEADER
         from openai._legacy_response import LegacyAPIResponse
         from openai._response import BaseAPIResponse
 
@@ -88,6 +90,7 @@ class _Patch:
         self.stream_bases = tuple(self.stream_types)
         self.raw_types = (LegacyAPIResponse, BaseAPIResponse)
         self.legacy_type = LegacyAPIResponse
+        self.raw_response_header = RAW_RESPONSE_HEADER
 
     def sync_request(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         started = self._start(instance, args, kwargs)
@@ -150,8 +153,15 @@ class _Patch:
         return endpoint
 
     def _inject_stream_usage(self, options: Any, body: dict, operation: Operation) -> bool:
-        """Ask for usage on a stream that did not; True when the extra usage chunk must be hidden."""
+        """Ask for usage on a stream that did not; True when the extra usage chunk must be hidden.
+
+        Not for `with_streaming_response`, which hands the app the body as it comes: the app would read
+        the extra chunk (its raw body is priced when the request itself asks for usage).
+        """
         if not (self.inject_usage and operation.accepts_stream_options and body.get("stream") is True):
+            return False
+        headers = options.headers
+        if isinstance(headers, Mapping) and headers.get(self.raw_response_header) == "stream":
             return False
         stream_options = body.get("stream_options")
         if isinstance(stream_options, dict) and stream_options.get("include_usage") is True:
@@ -188,7 +198,8 @@ class _Patch:
 
 
 class RawResponseProxy(wrapt.ObjectProxy):
-    """`with_raw_response` streams and `with_streaming_response`: the call ends when parsed or closed."""
+    """`with_raw_response` streams and `with_streaming_response`: the call ends when parsed or closed,
+    or when the app has read the body itself (`iter_lines()`, `read()`, `json()`, ...)."""
 
     def __init__(self, response: Any, call: Call, patch: _Patch, hide_usage_chunk: bool) -> None:
         super().__init__(response)
@@ -196,10 +207,12 @@ class RawResponseProxy(wrapt.ObjectProxy):
         self._self_patch = patch
         self._self_hide = hide_usage_chunk
         self._self_parsed: Any = None
+        self._self_watch = _watch_body(response, call)
 
     def parse(self, **kwargs: Any) -> Any:
         if self._self_parsed is not None and not kwargs:
             return self._self_parsed
+        self._self_unwatch()  # the SDK reads the body now, and the parsed result is read instead
         parsed = self.__wrapped__.parse(**kwargs)
         if inspect.isawaitable(parsed):
             return self._await_parsed(parsed, kwargs)
@@ -220,10 +233,36 @@ class RawResponseProxy(wrapt.ObjectProxy):
         try:
             return self.__wrapped__.close()
         finally:
-            if self._self_parsed is None:
-                self._self_call.end()
+            self._self_end()
 
     def __del__(self) -> None:
-        call = getattr(self, "_self_call", None)
-        if call is not None and not call.ended and self._self_parsed is None:
-            call.end()
+        if getattr(self, "_self_call", None) is not None:
+            self._self_end()
+
+    def _self_end(self) -> None:
+        """Closed or dropped: end the call with what the app read of the body, unless parsing ends it."""
+        if self._self_parsed is None and not self._self_call.ended:
+            watch = self._self_watch
+            if watch is not None:
+                watch.end()
+            self._self_call.end()
+
+    def _self_unwatch(self) -> None:
+        if self._self_watch is not None:
+            self._self_watch = None
+            http_response = self.__wrapped__.http_response
+            del http_response.iter_bytes, http_response.aiter_bytes
+
+
+def _watch_body(response: Any, call: Call) -> BodyWatch | None:
+    """Watch the body of a response the SDK hands over unread, as the app reads it. Every way of reading
+    it (the response's `read`, `json`, `iter_lines`, ..., or its httpx response's) goes through httpx's
+    `iter_bytes` or `aiter_bytes`: both are shadowed on that one httpx response object."""
+    http_response = getattr(response, "http_response", None)
+    if http_response is None or http_response.is_stream_consumed:
+        return None
+    watch = BodyWatch(call, http_response.headers.get("content-type") or "")
+    iter_bytes, aiter_bytes = http_response.iter_bytes, http_response.aiter_bytes
+    http_response.iter_bytes = lambda *args, **kwargs: watch.follow(iter_bytes(*args, **kwargs))
+    http_response.aiter_bytes = lambda *args, **kwargs: watch.follow_async(aiter_bytes(*args, **kwargs))
+    return watch
