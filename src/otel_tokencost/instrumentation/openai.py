@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
+import weakref
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -262,7 +263,12 @@ def _watch_body(response: Any, call: Call) -> BodyWatch | None:
     if http_response is None or http_response.is_stream_consumed:
         return None
     watch = BodyWatch(call, http_response.headers.get("content-type") or "")
-    iter_bytes, aiter_bytes = http_response.iter_bytes, http_response.aiter_bytes
-    http_response.iter_bytes = lambda *args, **kwargs: watch.follow(iter_bytes(*args, **kwargs))
-    http_response.aiter_bytes = lambda *args, **kwargs: watch.follow_async(aiter_bytes(*args, **kwargs))
+    # The class's methods and a weak reference: the response must not hold itself in a reference cycle.
+    cls, response_ref = type(http_response), weakref.ref(http_response)
+    http_response.iter_bytes = lambda *args, **kwargs: watch.follow(
+        cls.iter_bytes(response_ref(), *args, **kwargs)
+    )
+    http_response.aiter_bytes = lambda *args, **kwargs: watch.follow_async(
+        cls.aiter_bytes(response_ref(), *args, **kwargs)
+    )
     return watch
