@@ -841,6 +841,28 @@ def test_a_failure_watching_a_raw_body_never_reaches_the_app(
     assert "reading the end of a response body failed" in caplog.text
 
 
+def test_a_failure_starting_to_watch_a_raw_body_never_reaches_the_app(
+    instrumented, client, monkeypatch, caplog
+) -> None:
+    import sys
+
+    from otel_tokencost.instrumentation import openai as openai_patch
+
+    monkeypatch.setenv("OTEL_TOKENCOST_STRICT", "0")
+    monkeypatch.setattr(openai_patch, "_watch_body", lambda response, call: 1 / 0)
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(2, 3)
+    ) as response:
+        assert response.json()["usage"]["completion_tokens"] == 3
+    del response
+    gc.collect()
+    assert unraisable == []  # nothing failed in a finalizer either
+    assert len(instrumented.spans()) == 1
+    assert "reading the openai result failed; the app is unaffected" in caplog.text
+
+
 def test_instrument_is_idempotent_and_reversible(telemetry, client) -> None:
     import otel_tokencost
 
