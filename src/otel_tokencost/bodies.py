@@ -52,29 +52,27 @@ class BodyWatch:
 
     def follow(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
         """`pieces` unchanged, watched; the call ends with them, or with the error they raise."""
-        try:
+        with self:
             for data in pieces:
                 self.feed(data)
                 yield data
-        except GeneratorExit:
-            raise
-        except BaseException as error:
-            self.call.end(error)
-            raise
-        self.end()
 
     async def follow_async(self, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """`follow` for an async iterator."""
-        try:
+        with self:
             async for data in pieces:
                 self.feed(data)
                 yield data
-        except GeneratorExit:
-            raise
-        except BaseException as error:
+
+    def __enter__(self) -> BodyWatch:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
+        """The pieces ended (the body did), failed (so does the call), or were left (the app closes)."""
+        if kind is None:
+            self.end()
+        elif not issubclass(kind, GeneratorExit):
             self.call.end(error)
-            raise
-        self.end()
 
 
 def read_body(call: Call, content: Any, fragment: bool = False) -> None:
