@@ -690,6 +690,38 @@ def test_with_streaming_response_read_in_part_then_closed(instrumented, client) 
     assert span.status.status_code == StatusCode.UNSET
 
 
+async def test_with_streaming_response_cut_mid_stream_records_the_error(
+    instrumented, client, async_client
+) -> None:
+    """A stream the server cuts fails in the app's own read as it does uninstrumented, sync or async, and
+    its span records the error."""
+    create = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    cut = {"x-mock-chunks": "20", "x-mock-cut-after": "3"}
+
+    def read_sync() -> None:
+        with client.chat.completions.with_streaming_response.create(**create, extra_headers=cut) as response:
+            list(response.iter_lines())
+
+    async def read_async() -> None:
+        async with async_client.chat.completions.with_streaming_response.create(
+            **create, extra_headers=cut
+        ) as response:
+            [line async for line in response.iter_lines()]
+
+    with suppress_instrumentation(), pytest.raises(Exception) as bare:
+        read_sync()
+    error = type(bare.value)
+    with pytest.raises(error):
+        read_sync()
+    with pytest.raises(error):
+        await read_async()
+    spans = instrumented.spans()
+    assert [span.status.status_code for span in spans] == [StatusCode.ERROR] * 2
+    assert {span.attributes[names.ERROR_TYPE] for span in spans} == {
+        f"{error.__module__}.{error.__qualname__}"
+    }
+
+
 @pytest.mark.parametrize("read", ["json", "iter_lines"])
 async def test_async_with_streaming_response_read_raw(instrumented, async_client, read: str) -> None:
     async with async_client.chat.completions.with_streaming_response.create(
