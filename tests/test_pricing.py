@@ -7,8 +7,20 @@ from decimal import Decimal
 
 import genai_prices
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from otel_tokencost.pricing import GENAI_PRICES, MODEL_ONLY, PRICES_FILE, Pricer, PricesFileError, Usage, load
+from otel_tokencost.pricing import (
+    GENAI_PRICES,
+    MODEL_ONLY,
+    PRICES_FILE,
+    PROVIDER,
+    Cost,
+    Pricer,
+    PricesFileError,
+    Usage,
+    load,
+)
 
 NOW_NS = 1_780_000_000 * 10**9  # 2026-05-28
 
@@ -45,6 +57,8 @@ def genai_total(usage: Usage, model: str, provider: str | None) -> Decimal:
         ("https://api.openai.com/v1", "openai", "gpt-audio"),
         ("https://api.openai.com/v1", "openai", "gpt-audio-mini"),
         ("https://api.openai.com/v1", "openai", "gpt-4o-audio-preview"),
+        ("https://api.perplexity.ai", "perplexity", "sonar"),  # a fee per request as well
+        ("https://api.perplexity.ai", "perplexity", "sonar-pro"),
     ],
 )
 @pytest.mark.parametrize(
@@ -70,6 +84,7 @@ def test_cost_equals_genai_prices(base_url: str, provider: str, model: str, usag
     assert cost is not None
     assert cost.source == GENAI_PRICES
     assert cost.usd == genai_total(usage, model, provider)
+    assert cost.amount == float(genai_total(usage, model, provider))
     assert cost.currency == "USD"
 
 
@@ -139,6 +154,16 @@ input_mtok = 1
 output_mtok = 1
 
 [[providers]]
+match = "search-gateway.internal"
+currency = "EUR"
+usd_per_unit = 1.1
+
+[providers.models."search-1"]
+input_mtok = 0.5
+output_mtok = 1.5
+requests_kcount = 0.25
+
+[[providers]]
 match = "voice-gateway.internal"
 
 [providers.models."voice-1"]
@@ -166,6 +191,19 @@ def test_prices_file_audio_rates(tmp_path) -> None:
         PRICES_FILE,
         Decimal(text_in + audio_in + text_out + audio_out) / 10**6,
     )
+
+
+def test_prices_file_fee_per_request_in_another_currency(tmp_path) -> None:
+    pricer = Pricer(load(write(tmp_path, "prices.toml", PRICES_TOML)))
+    cost = pricer.price("https://search-gateway.internal/v1", "search-1", None, Usage(2000, 300), NOW_NS)
+    billed = Decimal("0.5") * 2000 / 10**6 + Decimal("1.5") * 300 / 10**6 + Decimal("0.25") / 1000
+    assert (cost.source, cost.currency, cost.billed, cost.usd) == (
+        PRICES_FILE,
+        "EUR",
+        billed,
+        billed * Decimal("1.1"),
+    )
+    assert (cost.amount, cost.billed_amount) == (float(billed * Decimal("1.1")), float(billed))
 
 
 def test_prices_from_uses_that_provider(tmp_path) -> None:
@@ -222,3 +260,19 @@ def test_bad_prices_file_names_each_problem(tmp_path, text: str, problem: str) -
         load(path)
     assert str(path) in str(raised.value)
     assert any(problem in item for item in raised.value.problems), raised.value.problems
+
+
+@given(units=st.integers(0, 10**28 - 1), exponent=st.integers(-40, 5))
+def test_a_cost_is_exact_and_as_a_float_rounded_once(units: int, exponent: int) -> None:
+    cost = Cost(units, exponent, PRICES_FILE, "USD", "p")
+    assert cost.usd == Decimal(units).scaleb(exponent)
+    _, digits, decimal_exponent = cost.usd.as_tuple()
+    assert decimal_exponent >= 0 or digits[-1] != 0  # 0.0000318, not 0.00003180
+    assert cost.amount == float(Decimal(units).scaleb(exponent))
+
+
+@given(stated=st.floats(min_value=0, max_value=1e9))
+def test_a_stated_cost_keeps_its_value(stated: float) -> None:
+    usd = Decimal(repr(stated))  # as a provider's usage or header states it
+    cost = Cost.stated(usd, PROVIDER, "openrouter")
+    assert (cost.usd, cost.billed, cost.amount, cost.currency) == (usd, usd, stated, "USD")

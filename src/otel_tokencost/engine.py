@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any
 
@@ -307,15 +306,15 @@ class Call:
             cache[key] = sets
         return sets
 
-    def _count_spend(self, usage: Any, cost: Decimal | None) -> None:
+    def _count_spend(self, usage: Any, cost: Cost | None) -> None:
         """Add the call to every enclosing `track()` block's Spend and to the budgets."""
-        tracking = self.tracking
+        tracking, usd = self.tracking, cost.usd if cost is not None else None
         if tracking is not None:
             input_tokens, output_tokens = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
             for spend in tracking.spends:
-                spend.add(input_tokens, output_tokens, cost)
-        if cost is not None and self.telemetry.has_budgets:
-            self.telemetry.budgets.spend(tracking.tracking_id if tracking is not None else None, cost)
+                spend.add(input_tokens, output_tokens, usd)
+        if usd is not None and self.telemetry.has_budgets:
+            self.telemetry.budgets.spend(tracking.tracking_id if tracking is not None else None, usd)
 
     def _response_attributes(self, error_type: str | None) -> dict[str, Any]:
         outcome = self.outcome
@@ -342,17 +341,11 @@ class Call:
                 attributes[names.USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
         return attributes
 
-    def _price(self, usage: Any, attributes: dict[str, Any]) -> Decimal | None:
+    def _price(self, usage: Any, attributes: dict[str, Any]) -> Cost | None:
         try:
             reported = self.outcome.reported_cost
             if reported is not None:
-                cost = Cost(
-                    usd=reported,
-                    source=PROVIDER,
-                    billed=reported,
-                    currency="USD",
-                    provider=self.endpoint.provider,
-                )
+                cost = Cost.stated(reported, PROVIDER, self.endpoint.provider)
             else:
                 cost = self.telemetry.pricer.price(
                     self.endpoint.base_url,
@@ -366,13 +359,13 @@ class Call:
             return None
         if cost is None:
             return None
-        attributes[names.USAGE_COST_AMOUNT] = float(cost.usd)
+        attributes[names.USAGE_COST_AMOUNT] = cost.amount
         attributes[names.USAGE_COST_CURRENCY] = "USD"
         attributes[names.PRICING_SOURCE] = cost.source
         if cost.currency != "USD":
-            attributes[names.BILLED_AMOUNT] = float(cost.billed)
+            attributes[names.BILLED_AMOUNT] = cost.billed_amount
             attributes[names.BILLED_CURRENCY] = cost.currency
-        return cost.usd
+        return cost
 
 
 def _error_type(error: BaseException) -> str:

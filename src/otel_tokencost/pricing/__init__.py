@@ -1,4 +1,4 @@
-"""Pricing: pure data and Decimal arithmetic, with no OpenTelemetry or openai import."""
+"""Pricing: pure data and exact arithmetic, with no OpenTelemetry or openai import."""
 
 from .pricer import GENAI_PRICES, MODEL_ONLY, PRICES_FILE, PROVIDER, Cost, Pricer
 from .prices_file import FileProvider, PricesFileError, load

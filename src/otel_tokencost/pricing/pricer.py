@@ -6,13 +6,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from . import genai
 from .genai import RateAt
 from .prices_file import FileProvider
-from .rates import Usage
+from .rates import Usage, as_float, exact
 
 PROVIDER = "provider"
 PRICES_FILE = "prices-file"
@@ -21,14 +20,66 @@ MODEL_ONLY = "genai-prices:model-only"
 MAX_CACHED = 4096
 
 
-class Cost(NamedTuple):
-    """A priced call: `usd` always in USD; `billed` and `currency` as the price source states them."""
+class Cost:
+    """A priced call: exactly `units` of 10**`exponent` in the price source's `currency`.
 
-    usd: Decimal
-    source: str
-    billed: Decimal
-    currency: str
-    provider: str
+    `usd` (a Decimal) and `amount` (a float, for telemetry) are in USD; `billed` and `billed_amount`
+    in `currency`. The Decimals are made only when asked for: telemetry needs only the floats.
+    """
+
+    __slots__ = ("currency", "exponent", "provider", "source", "units", "usd_per_unit")
+
+    def __init__(
+        self,
+        units: int,
+        exponent: int,
+        source: str,
+        currency: str,
+        provider: str,
+        usd_per_unit: Decimal | None = None,  # None: the price is in USD
+    ) -> None:
+        self.units, self.exponent, self.source = units, exponent, source
+        self.currency, self.provider, self.usd_per_unit = currency, provider, usd_per_unit
+
+    @classmethod
+    def stated(cls, usd: Decimal, source: str, provider: str) -> Cost:
+        """A cost in USD as a provider states it (a finite, non-negative Decimal)."""
+        exponent = min(usd.as_tuple().exponent, 0)
+        return cls(int(usd.scaleb(-exponent)), exponent, source, "USD", provider)
+
+    @property
+    def billed(self) -> Decimal:
+        return exact(self.units, self.exponent)
+
+    @property
+    def usd(self) -> Decimal:
+        billed = self.billed
+        return billed if self.usd_per_unit is None else billed * self.usd_per_unit
+
+    @property
+    def amount(self) -> float:
+        """`usd` as a float."""
+        return as_float(self.units, self.exponent) if self.usd_per_unit is None else float(self.usd)
+
+    @property
+    def billed_amount(self) -> float:
+        """`billed` as a float."""
+        return as_float(self.units, self.exponent)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cost) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Cost(usd={self.usd!r}, source={self.source!r}, billed={self.billed!r}, "
+            f"currency={self.currency!r}, provider={self.provider!r})"
+        )
+
+    def _key(self) -> tuple:
+        return self.usd, self.source, self.billed, self.currency, self.provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +115,9 @@ class Pricer:
         if quote is None:
             return None
         rate = quote.rate_at(when_ns)
-        billed = rate.cost(usage)
-        usd = billed if quote.usd_per_unit is None else billed * quote.usd_per_unit
-        return Cost(usd, quote.source, billed, rate.currency, quote.provider)
+        return Cost(
+            rate.units(usage), rate.exponent, quote.source, rate.currency, quote.provider, quote.usd_per_unit
+        )
 
     def _resolve(self, base_url: str, *models: str | None) -> _Quote | None:
         candidates = [model for model in models if model]

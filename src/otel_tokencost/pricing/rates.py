@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
-KCOUNT = Decimal(1_000)
-
 
 class Usage(NamedTuple):
     """Tokens one call used; cache, audio and reasoning counts are subsets of input and output (audio
@@ -57,7 +55,8 @@ class Rate:
     Audio tokens have rates of their own for audio models; without them they are billed as text.
 
     The arithmetic is done on integers: each price is kept as a whole number of 10**-scale units per
-    million tokens, so a call's cost is exact and needs one Decimal, made at the end.
+    million tokens, so a call's cost is an exact whole number of 10**`exponent` units, and no Decimal
+    is made unless one is asked for.
     """
 
     input_mtok: PerMillion = None
@@ -69,7 +68,8 @@ class Rate:
     input_audio_mtok: PerMillion = None
     output_audio_mtok: PerMillion = None
     _units: tuple[Units, ...] = field(init=False, repr=False, compare=False)
-    _exponent: int = field(init=False, repr=False, compare=False)  # of one unit of a whole call's cost
+    exponent: int = field(init=False, repr=False, compare=False)  # of one unit of a whole call's cost
+    _request_units: int = field(init=False, repr=False, compare=False)  # the per-request fee, in units
     _tiered: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,14 +82,18 @@ class Rate:
             self.output_audio_mtok,
         )
         scale = max((_decimals(price) for rate in rates for price in _prices(rate)), default=0)
+        if self.requests_kcount is not None:  # a fee per 1,000 requests, in the same units
+            scale = max(scale, _decimals(self.requests_kcount) - 3)
         set_field = object.__setattr__
         set_field(self, "_units", tuple(_units(rate, scale) for rate in rates))
-        set_field(self, "_exponent", -(scale + 6))
+        set_field(self, "exponent", -(scale + 6))
+        fee = self.requests_kcount
+        set_field(self, "_request_units", 0 if fee is None else int(fee.scaleb(scale + 3)))
         set_field(self, "_tiered", any(rate.__class__ is TieredRate for rate in rates))
 
-    def cost(self, usage: Usage) -> Decimal:
-        """The cost of `usage`: cache reads and writes, and audio, at their own rates when known, else as
-        text input and output."""
+    def units(self, usage: Usage) -> int:
+        """The cost of `usage` in units of 10**`exponent`: cache reads and writes, and audio, at their
+        own rates when known, else as text input and output."""
         input_tokens, output_tokens, cache_read, cache_write, _, input_audio, output_audio = usage
         units = self._units
         if self._tiered:  # the rates in force for this call's input size
@@ -113,14 +117,22 @@ class Rate:
             total += input_rate * text_input
         if output_rate is not None:
             total += output_rate * text_output
-        exponent = self._exponent if total else 0
-        while exponent < 0 and not total % 10:  # 0.0000318, not 0.00003180
-            total //= 10
-            exponent += 1
-        cost = Decimal(total).scaleb(exponent)
-        if self.requests_kcount is not None:
-            cost += self.requests_kcount / KCOUNT
-        return cost
+        return total + self._request_units
+
+
+def exact(units: int, exponent: int) -> Decimal:
+    """`units` * 10**`exponent` as a Decimal, without trailing zeros: 0.0000318, not 0.00003180."""
+    if not units:
+        return Decimal(0)
+    while exponent < 0 and not units % 10:
+        units //= 10
+        exponent += 1
+    return Decimal(units).scaleb(exponent)
+
+
+def as_float(units: int, exponent: int) -> float:
+    """`units` * 10**`exponent` as the nearest float, as float(exact(units, exponent)) but cheaper."""
+    return units / 10**-exponent if exponent < 0 else float(units * 10**exponent)
 
 
 def _prices(rate: PerMillion) -> tuple[Decimal, ...]:
