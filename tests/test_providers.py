@@ -78,10 +78,15 @@ class ToLocalServerAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
+def speaks_responses(case: dict) -> bool:
+    """Whether the provider's case is in the Responses API's format (else Chat Completions')."""
+    return case.get("api") == "responses"
+
+
 def mock_headers(case: dict, stream: bool) -> dict[str, str]:
     if stream:
         body = "".join(f"data: {json.dumps(event)}\n\n" for event in case["streaming"])
-        if case["provider"] != "openai_responses":
+        if not speaks_responses(case):
             body += "data: [DONE]\n\n"
         content_type = "text/event-stream"
     else:
@@ -112,7 +117,7 @@ def sdk_client(case: dict, port: int):
 def call_sdk(case: dict, port: int, stream: bool) -> None:
     client = sdk_client(case, port)
     headers = mock_headers(case, stream)
-    if case["provider"] == "openai_responses":
+    if speaks_responses(case):
         result = client.responses.create(
             model=case["request_model"], input="hi", stream=stream, extra_headers=headers
         )
@@ -130,7 +135,7 @@ def call_sdk(case: dict, port: int, stream: bool) -> None:
 
 def call_requests(case: dict, port: int, stream: bool) -> None:
     base = case["base_url"].rstrip("/")
-    path = "/responses" if case["provider"] == "openai_responses" else "/chat/completions"
+    path = "/responses" if speaks_responses(case) else "/chat/completions"
     url = base + path + ("?api-version=2024-10-21" if case["provider"] == "azure_openai" else "")
     body = {"model": case["request_model"], "stream": stream}
     body |= {"input": "hi"} if path == "/responses" else {"messages": [{"role": "user", "content": "hi"}]}
@@ -207,7 +212,7 @@ def both(telemetry, tmp_path):
 @pytest.mark.parametrize("name", list(CASES))
 def test_provider(both, server, name: str, transport, stream: bool) -> None:
     case = CASES[name]
-    if name == "openai_responses" and transport is call_sdk and not HAS_RESPONSES:
+    if speaks_responses(case) and transport is call_sdk and not HAS_RESPONSES:
         pytest.skip("this openai has no Responses API")
     transport(case, server.port, stream)
     span = both.span()

@@ -128,8 +128,49 @@ def test_usage_dialects(raw: dict, expected: Usage) -> None:
         ({"cost": -1}, None),
         ({"cost": True}, None),
         ({"prompt_tokens": 1}, None),
+        (
+            {
+                "cost": {
+                    "input_tokens_cost": 0.000966,
+                    "output_tokens_cost": 0.01221,
+                    "request_cost": 0.006,
+                    "citation_tokens_cost": None,
+                    "total_cost": 0.019176,
+                }
+            },
+            Decimal("0.019176"),
+        ),
+        (
+            {
+                "cost": {
+                    "currency": "USD",
+                    "input_cost": 0.0046,
+                    "tool_calls_cost": 0.005,
+                    "total_cost": 0.0096,
+                }
+            },
+            Decimal("0.0096"),
+        ),
+        ({"cost": {"currency": "EUR", "total_cost": 0.0174}}, None),
+        ({"cost": {"input_tokens_cost": 0.1, "total_cost": None}}, None),
+        ({"cost": {"total_cost": "n/a"}}, None),
+        ({"cost": [0.5]}, None),
     ],
-    ids=["openrouter", "openrouter-byok", "xai-ticks", "string", "negative", "bool", "none"],
+    ids=[
+        "openrouter",
+        "openrouter-byok",
+        "xai-ticks",
+        "string",
+        "negative",
+        "bool",
+        "none",
+        "perplexity-sonar-breakdown",
+        "perplexity-agent-breakdown",
+        "breakdown-in-another-currency",
+        "breakdown-without-total",
+        "breakdown-garbled-total",
+        "list",
+    ],
 )
 def test_costs_providers_state(raw: dict, expected: Decimal | None) -> None:
     assert usage_cost(raw) == expected

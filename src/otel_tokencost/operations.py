@@ -158,10 +158,13 @@ def reported_cost(value: Any) -> Decimal | None:
 
 def usage_cost(usage: Any) -> Decimal | None:
     """The cost a provider states in its usage: OpenRouter's `cost` (plus the upstream cost when the
-    call used the user's own key), xAI's `cost_in_usd_ticks` (1e-10 USD)."""
+    call used the user's own key), Perplexity's `cost.total_cost` (a breakdown, in USD), xAI's
+    `cost_in_usd_ticks` (1e-10 USD)."""
     usage = fields(usage)
     cost = usage.get("cost")
     if cost is not None:
+        if cost.__class__ not in (int, float, str):
+            return _total_cost(fields(cost))
         stated = reported_cost(cost)
         if stated is not None and usage.get("is_byok") is True:
             upstream = reported_cost(get(usage.get("cost_details") or _EMPTY, "upstream_inference_cost"))
@@ -171,6 +174,15 @@ def usage_cost(usage: Any) -> Decimal | None:
     if ticks.__class__ is int and ticks >= 0:
         return Decimal(ticks) / XAI_TICKS_PER_USD
     return None
+
+
+def _total_cost(breakdown: Mapping[str, Any]) -> Decimal | None:
+    """The total of a stated cost's breakdown, when it is in USD (Perplexity's states no currency in
+    Sonar chat completions, "USD" in its Agent API)."""
+    if breakdown.get("currency") not in (None, "USD", "usd"):
+        return None
+    total = breakdown.get("total_cost")
+    return None if total is None else reported_cost(total)
 
 
 def _take_usage(outcome: Outcome, usage: Any) -> None:
