@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionChunk
 
+from otel_tokencost import names
 from otel_tokencost.bodies import MAX_KEPT, TAIL_WINDOW, JSONObserver
 from otel_tokencost.engine import Call
 from otel_tokencost.json_tail import (
@@ -33,6 +34,7 @@ from otel_tokencost.operations import (
 )
 from otel_tokencost.pricing import Pricer, PricesFileError, Usage, load
 from otel_tokencost.providers import endpoint_for
+from otel_tokencost.request_attributes import REQUEST_KEYS, add_request_attributes
 from otel_tokencost.sse import MAX_LINE, SSEObserver
 from otel_tokencost.telemetry import Telemetry
 
@@ -57,6 +59,37 @@ usage_keys = st.sampled_from(
     ]
 )
 usage_like = st.dictionaries(usage_keys, json_values | st.integers(-(10**40), 10**40), max_size=8)
+
+
+request_keys = st.sampled_from([*sorted(REQUEST_KEYS), "messages", "tools"])
+request_values = json_values | st.dictionaries(st.sampled_from(["type", "format", "id"]), json_values)
+request_like = st.dictionaries(request_keys, request_values, max_size=8)
+ATTRIBUTE_TYPES = {
+    names.REQUEST_MAX_TOKENS: (int, float),
+    names.REQUEST_TEMPERATURE: (int, float),
+    names.REQUEST_TOP_P: (int, float),
+    names.REQUEST_SEED: (int,),
+    names.REQUEST_CHOICE_COUNT: (int,),
+    names.REQUEST_STREAM: (bool,),
+    names.OUTPUT_TYPE: (str,),
+    names.CONVERSATION_ID: (str,),
+    names.OPENAI_REQUEST_SERVICE_TIER: (str,),
+}
+
+
+@given(request_like, st.booleans())
+def test_request_attributes_of_any_body_are_of_their_types(body, is_openai) -> None:
+    """Whatever a request body holds, its attributes have the types the conventions give them (a bool is
+    no seed), a single choice is no count, and `auto` is no tier asked for."""
+    attributes: dict = {}
+    add_request_attributes(body, attributes, is_openai)
+    for name, value in attributes.items():
+        assert value.__class__ in ATTRIBUTE_TYPES[name], (name, value)
+    assert attributes.get(names.REQUEST_CHOICE_COUNT) != 1
+    assert attributes.get(names.REQUEST_STREAM, True) is True
+    assert attributes.get(names.OUTPUT_TYPE) in (None, "json", "text")
+    assert attributes.get(names.OPENAI_REQUEST_SERVICE_TIER) not in ("auto", "")
+    assert is_openai or names.OPENAI_REQUEST_SERVICE_TIER not in attributes
 
 
 @given(usage_like | json_values)
@@ -366,18 +399,44 @@ choices_documents = st.fixed_dictionaries(
             max_size=3,
         ),
     },
-    optional={"usage": st.fixed_dictionaries({"prompt_tokens": st.integers(0, 99)}), "x": walk_values},
+    optional={
+        "usage": st.fixed_dictionaries({"prompt_tokens": st.integers(0, 99)}),
+        "service_tier": walk_strings,
+        "x": walk_values,
+    },
 )
 
 
 @given(choices_documents, json_layouts)
 def test_a_large_choices_body_walked_reads_as_decoded(document, layout) -> None:
-    """A Chat Completions body walked (as a large one is) says what it says decoded: model, id, every
-    choice's finish reason and the usage. (4 MB of audio give the walk steps enough for any body here.)"""
+    """A Chat Completions body walked (as a large one is) says what it says decoded: model, id, service
+    tier, every choice's finish reason and the usage. (4 MB of audio give the walk steps enough for any
+    body here.)"""
     body = json.dumps({"audio": "x" * 4_000_000, **document}, **layout).encode()
     walked, decoded = Outcome(), Outcome()
     CHAT_COMPLETIONS.read(walked, CHAT_COMPLETIONS.walk_body(body))
     CHAT_COMPLETIONS.read(decoded, json.loads(body))
+    assert walked == decoded
+
+
+counts = st.integers(0, 99)
+responses_documents = st.fixed_dictionaries(
+    {"id": walk_strings, "model": walk_strings, "status": walk_strings, "output": walk_values},
+    optional={
+        "usage": st.fixed_dictionaries({"input_tokens": counts, "output_tokens": counts}),
+        "service_tier": walk_strings,
+    },
+)
+
+
+@given(responses_documents, json_layouts)
+def test_a_large_responses_body_walked_reads_as_decoded(document, layout) -> None:
+    """A Responses body walked (as a large one is) says what it says decoded: model, id, service tier,
+    status and usage."""
+    body = json.dumps({"output_image": "x" * 4_000_000, **document}, **layout).encode()
+    walked, decoded = Outcome(), Outcome()
+    RESPONSES.read(walked, RESPONSES.walk_body(body))
+    RESPONSES.read(decoded, json.loads(body))
     assert walked == decoded
 
 

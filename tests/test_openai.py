@@ -235,6 +235,93 @@ def test_openai_host_sets_api_type_and_provider(instrumented, server, monkeypatc
     )
 
 
+def openai_own_api(server):
+    """A client of api.openai.com whose requests the local server answers, as a proxy would."""
+    proxied = openai.DefaultHttpxClient(proxy=server.base_url.removesuffix("/v1"))
+    return openai.OpenAI(
+        base_url="http://api.openai.com/v1", api_key=API_KEY, max_retries=0, http_client=proxied
+    )
+
+
+JSON_FORMAT = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_request_parameters_and_service_tiers_on_openai_own_api(instrumented, server, stream) -> None:
+    """The semantic conventions' conditionally required attributes: seed, choice count, output type, and
+    on OpenAI's own API the service tier asked for and the one that served the call."""
+    with openai_own_api(server) as own_api:
+        result = own_api.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            seed=42,
+            n=2,
+            response_format=JSON_FORMAT,
+            service_tier="flex",
+            stream=stream,
+        )
+        if stream:
+            list(result)
+    attributes = instrumented.span().attributes
+    assert server.last_bodies[-1]["service_tier"] == "flex"
+    assert {key: attributes.get(key) for key in REQUEST_PARAMETERS} == {
+        names.REQUEST_SEED: 42,
+        names.REQUEST_CHOICE_COUNT: 2,
+        names.OUTPUT_TYPE: "json",
+        names.CONVERSATION_ID: None,
+        names.OPENAI_REQUEST_SERVICE_TIER: "flex",
+        names.OPENAI_RESPONSE_SERVICE_TIER: "flex",
+    }
+
+
+REQUEST_PARAMETERS = (
+    names.REQUEST_SEED,
+    names.REQUEST_CHOICE_COUNT,
+    names.OUTPUT_TYPE,
+    names.CONVERSATION_ID,
+    names.OPENAI_REQUEST_SERVICE_TIER,
+    names.OPENAI_RESPONSE_SERVICE_TIER,
+)
+
+
+@pytest.mark.skipif(not hasattr(openai.OpenAI, "responses"), reason="this openai has no Responses API")
+def test_responses_parameters_on_openai_own_api(instrumented, server) -> None:
+    """`auto` is no tier asked for; the response names the one that served it. A conversation's id."""
+    with openai_own_api(server) as own_api:
+        own_api.responses.create(
+            model="gpt-4.1",
+            input="a b c",
+            text={"format": {"type": "json_object"}},
+            conversation="conv_0123",
+            service_tier="auto",
+        )
+    attributes = instrumented.span().attributes
+    assert {key: attributes.get(key) for key in REQUEST_PARAMETERS} == {
+        names.REQUEST_SEED: None,
+        names.REQUEST_CHOICE_COUNT: None,
+        names.OUTPUT_TYPE: "json",
+        names.CONVERSATION_ID: "conv_0123",
+        names.OPENAI_REQUEST_SERVICE_TIER: None,
+        names.OPENAI_RESPONSE_SERVICE_TIER: "default",
+    }
+
+
+def test_other_hosts_get_no_openai_attributes(instrumented, client, server) -> None:
+    """An OpenAI-compatible host's service tier is no `openai.*` attribute; one choice is no count."""
+    client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, n=1, seed=7, service_tier="priority"
+    )
+    attributes = instrumented.span().attributes
+    assert {key: attributes.get(key) for key in REQUEST_PARAMETERS} == {
+        names.REQUEST_SEED: 7,
+        names.REQUEST_CHOICE_COUNT: None,
+        names.OUTPUT_TYPE: None,
+        names.CONVERSATION_ID: None,
+        names.OPENAI_REQUEST_SERVICE_TIER: None,
+        names.OPENAI_RESPONSE_SERVICE_TIER: None,
+    }
+
+
 # Streams ---------------------------------------------------------------------------------------
 
 
@@ -1068,10 +1155,7 @@ def test_cost_header_hook_only_once_a_gateway_is_called(instrumented, server, cl
     from otel_tokencost import OpenAIInstrumentor
 
     headers = {"x-mock-response-headers": json.dumps({"x-litellm-response-cost": "0.0042"})}
-    proxied = openai.DefaultHttpxClient(proxy=server.base_url.removesuffix("/v1"))
-    with openai.OpenAI(
-        base_url="http://api.openai.com/v1", api_key=API_KEY, max_retries=0, http_client=proxied
-    ) as own_api:
+    with openai_own_api(server) as own_api:
         own_api.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers)
     span = instrumented.span()
     attributes = span.attributes

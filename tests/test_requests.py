@@ -271,11 +271,13 @@ def span_without_id(telemetry) -> dict:
 def test_a_large_request_body_is_read_without_decoding_its_image(traced, server, monkeypatch, how) -> None:
     """The model and parameters of a request sent as bytes or text with a ~1 MB image are read member by
     member, the image stepped over: the span is the one the same call sent with `json=` gets."""
-    body = image_body(max_tokens=300, temperature=0.2)
+    body = image_body(max_tokens=300, temperature=0.2, seed=5, n=2, response_format={"type": "json_object"})
     post(server, "/chat/completions", body, usage(900, 40))
     expected = span_without_id(traced)
     assert expected[names.REQUEST_MODEL] == "gpt-4o-mini"
     assert expected[names.REQUEST_MAX_TOKENS] == 300
+    assert (expected[names.REQUEST_SEED], expected[names.REQUEST_CHOICE_COUNT]) == (5, 2)
+    assert expected[names.OUTPUT_TYPE] == "json"
     assert expected[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 900, 40))
     decoded = spy_on_decoding(monkeypatch)
     encoded = json.dumps(body)
@@ -284,6 +286,29 @@ def test_a_large_request_body_is_read_without_decoding_its_image(traced, server,
     assert span_without_id(traced) == expected
     assert len(encoded) > 1_000_000
     assert decoded and max(decoded) < 10_000  # the response, not the request
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("how", ["json", "large data"])
+def test_service_tiers_on_openai_own_api(traced, server, how, stream) -> None:
+    """A call to api.openai.com (the local server answering as its proxy) records the service tier asked
+    for and the one that served it, from a large body sent as bytes too."""
+    body = (image_body if how == "large data" else chat_body)(service_tier="flex", stream=stream)
+    sent = {"json": body} if how == "json" else {"data": json.dumps(body).encode()}
+    response = requests.post(
+        "http://api.openai.com/v1/chat/completions",
+        headers=HEADERS,
+        proxies={"http": server.base_url.removesuffix("/v1")},
+        stream=stream,
+        timeout=10,
+        **sent,
+    )
+    for _ in response.iter_lines():
+        pass
+    attributes = traced.span().attributes
+    assert attributes[names.SERVER_ADDRESS] == "api.openai.com"
+    tiers = attributes[names.OPENAI_REQUEST_SERVICE_TIER], attributes[names.OPENAI_RESPONSE_SERVICE_TIER]
+    assert tiers == ("flex", "flex")
 
 
 @pytest.mark.parametrize("how", ["data bytes", "Session.send"])

@@ -53,6 +53,7 @@ def test_chat_completion(client: openai.OpenAI) -> None:
     assert completion.id.startswith("chatcmpl-local-")
     assert completion.object == "chat.completion"
     assert completion.model == "gpt-4o-mini"
+    assert completion.service_tier == "default"  # as OpenAI reports it when none was asked for
     assert completion.choices[0].message.role == "assistant"
     assert completion.choices[0].message.content == CHAT_REPLY
     assert completion.choices[0].finish_reason == "stop"
@@ -165,6 +166,7 @@ def test_responses(client: openai.OpenAI, server: LocalServer) -> None:
     assert response.status == "completed"
     assert response.output_text == "Echo: say hi to me"
     assert response.instructions == "Be nice."
+    assert response.service_tier == "default"
     assert response.usage is not None
     assert response.usage.input_tokens == 4
     assert response.usage.output_tokens == 5
@@ -172,6 +174,8 @@ def test_responses(client: openai.OpenAI, server: LocalServer) -> None:
     items = [{"role": "user", "content": "a b"}]
     raw = post(server, "/responses", {"model": "gpt-4.1", "input": items}).json()
     assert raw["object"] == "response"
+    flex = post(server, "/responses", {"model": "gpt-4.1", "input": "x", "service_tier": "flex"}).json()
+    assert flex["service_tier"] == "flex"  # the tier asked for serves the call
     assert raw["output"][0]["content"] == [{"type": "output_text", "text": "Echo: a b", "annotations": []}]
     assert raw["usage"] == {
         "input_tokens": 2,

@@ -23,6 +23,7 @@ from .budgets import BudgetExceededError
 from .operations import Operation, Outcome, reported_cost
 from .pricing import PROVIDER, Cost
 from .providers import Endpoint
+from .request_attributes import add_request_attributes
 from .tracking import Tracking
 
 if TYPE_CHECKING:
@@ -30,15 +31,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-REQUEST_PARAMS = (
-    ("max_tokens", names.REQUEST_MAX_TOKENS),
-    ("max_completion_tokens", names.REQUEST_MAX_TOKENS),
-    ("max_output_tokens", names.REQUEST_MAX_TOKENS),
-    ("temperature", names.REQUEST_TEMPERATURE),
-    ("top_p", names.REQUEST_TOP_P),
-)
-# The members of a request body a call reads, message content aside (read only when it is captured).
-REQUEST_KEYS = frozenset({"model", "stream", *(key for key, _ in REQUEST_PARAMS)})
 STRICT_ENV = "OTEL_TOKENCOST_STRICT"
 MAX_ATTRIBUTE_SETS = 2048
 IN_CALL = context_api.create_key("otel_tokencost.in_call")  # the Call being measured
@@ -123,16 +115,12 @@ class Call:
             names.SERVER_ADDRESS: endpoint.address,
             names.SERVER_PORT: endpoint.port,
         }
-        if endpoint.is_openai and self.operation.api_type:
+        is_openai = endpoint.is_openai
+        if is_openai and self.operation.api_type:
             attributes[names.OPENAI_API_TYPE] = self.operation.api_type
         if self.request_model:
             attributes[names.REQUEST_MODEL] = self.request_model
-        for key, attribute in REQUEST_PARAMS:
-            value = body.get(key)
-            if value is not None and value.__class__ in (int, float):
-                attributes[attribute] = value
-        if body.get("stream") is True:
-            attributes[names.REQUEST_STREAM] = True
+        add_request_attributes(body, attributes, is_openai)
         if self.tracking is not None:
             attributes.update(self.tracking.attributes)
             if self.tracking.tracking_id is not None:
@@ -325,6 +313,8 @@ class Call:
             attributes[names.RESPONSE_ID] = outcome.response_id
         if outcome.finish_reasons:
             attributes[names.RESPONSE_FINISH_REASONS] = outcome.finish_reasons
+        if outcome.service_tier and self.endpoint.is_openai:
+            attributes[names.OPENAI_RESPONSE_SERVICE_TIER] = outcome.service_tier
         if error_type:
             attributes[names.ERROR_TYPE] = error_type
         if outcome.texts:

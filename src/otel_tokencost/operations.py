@@ -138,6 +138,7 @@ class Outcome:
 
     response_model: str | None = None
     response_id: str | None = None
+    service_tier: str | None = None  # the tier that served the call, as OpenAI's responses state it
     finish_reasons: list[str] = field(default_factory=list)
     usage: Usage | None = None
     texts: list[str] | None = None  # only when message content is captured
@@ -185,6 +186,10 @@ def _total_cost(breakdown: Mapping[str, Any]) -> Decimal | None:
     return None if total is None else reported_cost(total)
 
 
+def _tier(value: Any) -> str | None:
+    return value if value.__class__ is str and value else None
+
+
 def _take_usage(outcome: Outcome, usage: Any) -> None:
     usage = fields(usage)
     outcome.usage = _usage(usage) or outcome.usage
@@ -216,6 +221,7 @@ def _read_choices(outcome: Outcome, body: Any) -> None:
     body = fields(body)
     outcome.response_model = body.get("model") or outcome.response_model
     outcome.response_id = body.get("id") or outcome.response_id
+    outcome.service_tier = _tier(body.get("service_tier")) or outcome.service_tier
     choices = body.get("choices")
     if choices:
         _finish_reasons(outcome, choices)
@@ -235,6 +241,7 @@ def _read_response(outcome: Outcome, body: Any) -> None:
     body = fields(body)
     outcome.response_model = body.get("model") or outcome.response_model
     outcome.response_id = body.get("id") or outcome.response_id
+    outcome.service_tier = _tier(body.get("service_tier")) or outcome.service_tier
     status = body.get("status")
     if status and status != "in_progress":
         outcome.finish_reasons = [str(status)]
@@ -256,6 +263,7 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
     if not outcome.response_model:  # Azure's first chunk (content filter results) may have no model
         outcome.response_model = model
         outcome.response_id = get(chunk, "id")
+        outcome.service_tier = _tier(get(chunk, "service_tier"))
     finished = _finish_reasons(outcome, choices) if choices else False
     if usage is None:
         if not finished:
@@ -278,7 +286,8 @@ def _read_response_event(outcome: Outcome, event: Any) -> bool:
 RESPONSE_EVENTS_WITH_BODY = frozenset(
     {"response.created", "response.completed", "response.incomplete", "response.failed"}
 )
-RESPONSE_KEYS = ("model", "id", "status", "usage")  # what `_read_response` reads of a Responses body
+# What `_read_response` reads of a Responses body.
+RESPONSE_KEYS = ("model", "id", "service_tier", "status", "usage")
 
 
 def _walk_response_body(body: bytes) -> dict[str, Any] | None:
@@ -286,7 +295,7 @@ def _walk_response_body(body: bytes) -> dict[str, Any] | None:
     return top_level_members(body, RESPONSE_KEYS)
 
 
-CHOICES_KEYS = ("model", "id", "choices", "usage")  # what `_read_choices` reads of a body
+CHOICES_KEYS = ("model", "id", "service_tier", "choices", "usage")  # what `_read_choices` reads of a body
 
 
 def _walk_choices_body(body: bytes) -> dict[str, Any] | None:

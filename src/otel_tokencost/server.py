@@ -231,6 +231,12 @@ class _Call:
         options = self.body.get("stream_options")
         return isinstance(options, dict) and options.get("include_usage") is True
 
+    @property
+    def service_tier(self) -> str:
+        """The tier that serves the call, as OpenAI reports it: the one asked for, `default` for `auto`."""
+        tier = self.body.get("service_tier")
+        return tier if isinstance(tier, str) and tier != "auto" else "default"
+
     def reply(self, source: list[str], limit_keys: tuple[str, ...]) -> tuple[list[str], str]:
         """Reply words and finish reason, truncated to the request's token limit."""
         words = _reply_words(source, self.controls.chunks)
@@ -273,6 +279,7 @@ def _chat(call: _Call) -> dict[str, Any] | Iterator[_Event]:
     count = len(messages) if isinstance(messages, list) else 0
     usage = call.usage(_token_usage(len(_words(messages)) + 3 * count, len(words)))
     base = {"id": f"chatcmpl-local-{call.number}", "created": call.created, "model": call.model}
+    base["service_tier"] = call.service_tier
     if call.stream:
         chunk_base = {**base, "object": "chat.completion.chunk"}
         return _chat_stream(chunk_base, words, finish, call.stream_usage, usage)
@@ -367,6 +374,7 @@ def _response_object(call: _Call, text: str, complete: bool) -> dict[str, Any]:
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": None, "summary": None},
+        "service_tier": call.service_tier,
         "temperature": body.get("temperature", 1.0),
         "text": body.get("text") or {"format": {"type": "text"}},
         "tool_choice": body.get("tool_choice", "auto"),

@@ -18,11 +18,12 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from ..bodies import BodyWatch, read_body
 from ..budgets import BudgetExceededError
-from ..engine import REQUEST_KEYS, Call, current_call, report_internal_error
+from ..engine import Call, current_call, report_internal_error
 from ..json_tail import LARGE_BODY, decode_object, top_level_members
 from ..operations import CHAT_COMPLETIONS, Operation, operation_for
 from ..package import _instruments_requests
 from ..providers import Endpoint
+from ..request_attributes import REQUEST_KEYS
 from ..telemetry import Telemetry
 from .on_import import PatchOnImport
 
