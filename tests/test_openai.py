@@ -272,6 +272,13 @@ def test_request_parameters_and_service_tiers_on_openai_own_api(instrumented, se
         names.OPENAI_REQUEST_SERVICE_TIER: "flex",
         names.OPENAI_RESPONSE_SERVICE_TIER: "flex",
     }
+    standard = genai_cost(
+        "gpt-4o-mini",
+        attributes[names.USAGE_INPUT_TOKENS],
+        attributes[names.USAGE_OUTPUT_TOKENS],
+        provider="openai",
+    )
+    assert attributes[names.USAGE_COST_AMOUNT] == float(standard / 2)  # OpenAI bills a flex call at half
 
 
 REQUEST_PARAMETERS = (

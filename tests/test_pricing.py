@@ -88,6 +88,34 @@ def test_cost_equals_genai_prices(base_url: str, provider: str, model: str, usag
     assert cost.currency == "USD"
 
 
+@pytest.mark.parametrize(
+    ("base_url", "model", "tier", "share"),
+    [
+        ("https://api.openai.com/v1", "o3", "flex", Decimal("0.5")),  # OpenAI bills flex at half
+        ("https://api.openai.com/v1", "gpt-5", "flex", Decimal("0.5")),
+        ("http://127.0.0.1:9/v1", "gpt-5", "flex", Decimal("0.5")),  # OpenAI's rates by the model's name
+        ("https://api.openai.com/v1", "gpt-5", "priority", Decimal(1)),  # no priority rates known
+        ("https://api.openai.com/v1", "gpt-5", "default", Decimal(1)),
+        ("https://api.deepseek.com", "deepseek-chat", "flex", Decimal(1)),  # another provider's tier
+    ],
+)
+def test_a_flex_call_on_openai_rates_costs_half(base_url: str, model: str, tier: str, share: Decimal) -> None:
+    usage = Usage(input_tokens=12_345, output_tokens=678, cache_read_tokens=4_000, reasoning_tokens=300)
+    standard = Pricer().price(base_url, model, None, usage, NOW_NS)
+    served = Pricer().price(base_url, model, None, usage, NOW_NS, tier)
+    assert served.usd == standard.usd * share
+    assert served.amount == float(standard.usd * share)
+
+
+def test_a_flex_call_priced_by_the_prices_file_costs_what_the_file_says(tmp_path) -> None:
+    pricer = Pricer(load(write(tmp_path, "prices.toml", PRICES_TOML)))
+    usage = Usage(input_tokens=1_000_000, output_tokens=100_000)
+    url = "https://api.holysheep.ai/v1"
+    assert pricer.price(url, "deepseek-v3.2", None, usage, NOW_NS, "flex") == pricer.price(
+        url, "deepseek-v3.2", None, usage, NOW_NS
+    )
+
+
 def test_tiered_price_steps_up_past_the_threshold() -> None:
     pricer = Pricer()
     small = pricer.price(

@@ -292,8 +292,9 @@ def test_a_large_request_body_is_read_without_decoding_its_image(traced, server,
 @pytest.mark.parametrize("how", ["json", "large data"])
 def test_service_tiers_on_openai_own_api(traced, server, how, stream) -> None:
     """A call to api.openai.com (the local server answering as its proxy) records the service tier asked
-    for and the one that served it, from a large body sent as bytes too."""
-    body = (image_body if how == "large data" else chat_body)(service_tier="flex", stream=stream)
+    for and the one that served it, from a large body sent as bytes too, and is priced at that tier."""
+    options = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+    body = (image_body if how == "large data" else chat_body)(service_tier="flex", **options)
     sent = {"json": body} if how == "json" else {"data": json.dumps(body).encode()}
     response = requests.post(
         "http://api.openai.com/v1/chat/completions",
@@ -309,6 +310,9 @@ def test_service_tiers_on_openai_own_api(traced, server, how, stream) -> None:
     assert attributes[names.SERVER_ADDRESS] == "api.openai.com"
     tiers = attributes[names.OPENAI_REQUEST_SERVICE_TIER], attributes[names.OPENAI_RESPONSE_SERVICE_TIER]
     assert tiers == ("flex", "flex")
+    input_tokens, output_tokens = attributes[names.USAGE_INPUT_TOKENS], attributes[names.USAGE_OUTPUT_TOKENS]
+    standard = genai_cost("gpt-4o-mini", input_tokens, output_tokens, provider="openai")
+    assert attributes[names.USAGE_COST_AMOUNT] == float(standard / 2)  # OpenAI bills a flex call at half
 
 
 @pytest.mark.parametrize("how", ["data bytes", "Session.send"])

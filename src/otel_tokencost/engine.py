@@ -332,17 +332,19 @@ class Call:
         return attributes
 
     def _price(self, usage: Any, attributes: dict[str, Any]) -> Cost | None:
+        outcome = self.outcome
         try:
-            reported = self.outcome.reported_cost
+            reported = outcome.reported_cost
             if reported is not None:
                 cost = Cost.stated(reported, PROVIDER, self.endpoint.provider)
             else:
                 cost = self.telemetry.pricer.price(
                     self.endpoint.base_url,
-                    self.outcome.response_model,
+                    outcome.response_model,
                     self.request_model,
                     usage,
                     self.start_ns,
+                    outcome.service_tier,
                 )
         except Exception:
             report_internal_error("pricing")

@@ -18,6 +18,7 @@ PRICES_FILE = "prices-file"
 GENAI_PRICES = "genai-prices"
 MODEL_ONLY = "genai-prices:model-only"
 MAX_CACHED = 4096
+OPENAI, FLEX = "openai", "flex"  # genai-prices' OpenAI rates, and the tier OpenAI bills at half of them
 
 
 class Cost:
@@ -100,9 +101,16 @@ class Pricer:
         self._lock = threading.Lock()
 
     def price(
-        self, base_url: str, response_model: str | None, request_model: str | None, usage: Usage, when_ns: int
+        self,
+        base_url: str,
+        response_model: str | None,
+        request_model: str | None,
+        usage: Usage,
+        when_ns: int,
+        service_tier: str | None = None,
     ) -> Cost | None:
-        """The cost of `usage`, or None when no source knows the model."""
+        """The cost of `usage`, or None when no source knows the model. `service_tier` is the tier that
+        served the call, as the response states it: OpenAI bills every rate of a `flex` call at half."""
         key = (base_url, response_model, request_model)
         try:
             quote = self._quotes[key]
@@ -115,9 +123,10 @@ class Pricer:
         if quote is None:
             return None
         rate = quote.rate_at(when_ns)
-        return Cost(
-            rate.units(usage), rate.exponent, quote.source, rate.currency, quote.provider, quote.usd_per_unit
-        )
+        units, exponent = rate.units(usage), rate.exponent
+        if service_tier == FLEX and quote.provider == OPENAI:
+            units, exponent = units * 5, exponent - 1  # exactly half
+        return Cost(units, exponent, quote.source, rate.currency, quote.provider, quote.usd_per_unit)
 
     def _resolve(self, base_url: str, *models: str | None) -> _Quote | None:
         candidates = [model for model in models if model]
