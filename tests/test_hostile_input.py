@@ -69,6 +69,11 @@ ATTRIBUTE_TYPES = {
     names.REQUEST_TEMPERATURE: (int, float),
     names.REQUEST_TOP_P: (int, float),
     names.REQUEST_SEED: (int,),
+    names.REQUEST_FREQUENCY_PENALTY: (int, float),
+    names.REQUEST_PRESENCE_PENALTY: (int, float),
+    names.REQUEST_STOP_SEQUENCES: (tuple,),
+    names.REQUEST_ENCODING_FORMATS: (tuple,),
+    names.EMBEDDINGS_DIMENSION_COUNT: (int,),
     names.REQUEST_CHOICE_COUNT: (int,),
     names.REQUEST_STREAM: (bool,),
     names.OUTPUT_TYPE: (str,),
@@ -85,6 +90,8 @@ def test_request_attributes_of_any_body_are_of_their_types(body, is_openai) -> N
     add_request_attributes(body, attributes, is_openai)
     for name, value in attributes.items():
         assert value.__class__ in ATTRIBUTE_TYPES[name], (name, value)
+        if value.__class__ is tuple:  # a string array, never empty
+            assert value and all(item.__class__ is str for item in value), (name, value)
     assert attributes.get(names.REQUEST_CHOICE_COUNT) != 1
     assert attributes.get(names.REQUEST_STREAM, True) is True
     assert attributes.get(names.OUTPUT_TYPE) in (None, "json", "text")

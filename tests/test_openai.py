@@ -316,9 +316,19 @@ def test_responses_parameters_on_openai_own_api(instrumented, server) -> None:
 def test_other_hosts_get_no_openai_attributes(instrumented, client, server) -> None:
     """An OpenAI-compatible host's service tier is no `openai.*` attribute; one choice is no count."""
     client.chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, n=1, seed=7, service_tier="priority"
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        n=1,
+        seed=7,
+        service_tier="priority",
+        frequency_penalty=0.5,
+        presence_penalty=-0.25,
+        stop=["END", "STOP"],
     )
     attributes = instrumented.span().attributes
+    assert attributes[names.REQUEST_FREQUENCY_PENALTY] == 0.5
+    assert attributes[names.REQUEST_PRESENCE_PENALTY] == -0.25
+    assert attributes[names.REQUEST_STOP_SEQUENCES] == ("END", "STOP")
     assert {key: attributes.get(key) for key in REQUEST_PARAMETERS} == {
         names.REQUEST_SEED: 7,
         names.REQUEST_CHOICE_COUNT: None,
@@ -327,6 +337,15 @@ def test_other_hosts_get_no_openai_attributes(instrumented, client, server) -> N
         names.OPENAI_REQUEST_SERVICE_TIER: None,
         names.OPENAI_RESPONSE_SERVICE_TIER: None,
     }
+
+
+def test_embeddings_request_attributes(instrumented, client) -> None:
+    client.embeddings.create(
+        model="text-embedding-3-small", input="a b c", dimensions=256, encoding_format="float"
+    )
+    attributes = instrumented.span().attributes
+    assert attributes[names.EMBEDDINGS_DIMENSION_COUNT] == 256
+    assert attributes[names.REQUEST_ENCODING_FORMATS] == ("float",)
 
 
 # Streams ---------------------------------------------------------------------------------------

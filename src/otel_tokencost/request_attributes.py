@@ -28,6 +28,15 @@ def _choice_count(value: Any) -> int | None:
     return value if value.__class__ is int and value != 1 else None
 
 
+def _strings(value: Any) -> tuple[str, ...] | None:
+    """One string or a list of them (`stop`, `encoding_format`), as a string array."""
+    if value.__class__ is str:
+        return (value,)
+    if value.__class__ is list and value and all(item.__class__ is str for item in value):
+        return tuple(value)
+    return None
+
+
 def _stream(value: Any) -> bool | None:
     return True if value is True else None
 
@@ -58,12 +67,17 @@ RECORDED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "max_output_tokens": (names.REQUEST_MAX_TOKENS, _number),
     "temperature": (names.REQUEST_TEMPERATURE, _number),
     "top_p": (names.REQUEST_TOP_P, _number),
+    "frequency_penalty": (names.REQUEST_FREQUENCY_PENALTY, _number),
+    "presence_penalty": (names.REQUEST_PRESENCE_PENALTY, _number),
+    "stop": (names.REQUEST_STOP_SEQUENCES, _strings),
     "seed": (names.REQUEST_SEED, _integer),
     "n": (names.REQUEST_CHOICE_COUNT, _choice_count),
     "stream": (names.REQUEST_STREAM, _stream),
     "response_format": (names.OUTPUT_TYPE, _chat_output_type),
     "text": (names.OUTPUT_TYPE, _responses_output_type),
     "conversation": (names.CONVERSATION_ID, _conversation_id),
+    "encoding_format": (names.REQUEST_ENCODING_FORMATS, _strings),  # embeddings
+    "dimensions": (names.EMBEDDINGS_DIMENSION_COUNT, _integer),
 }
 SERVICE_TIER = "service_tier"  # recorded for OpenAI's own API only, as `openai.request.service_tier`
 # The members of a request body a call reads, message content aside (read only when it is captured).
