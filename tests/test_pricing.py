@@ -304,3 +304,14 @@ def test_a_stated_cost_keeps_its_value(stated: float) -> None:
     usd = Decimal(repr(stated))  # as a provider's usage or header states it
     cost = Cost.stated(usd, PROVIDER, "openrouter")
     assert (cost.usd, cost.billed, cost.amount, cost.currency) == (usd, usd, stated, "USD")
+
+
+def test_costs_of_one_value_are_equal_whatever_their_scale() -> None:
+    """0.0000318 USD kept as 318e-7 or as 3180e-8 is one cost: equal, one hash, shown without the zero."""
+    coarse, fine = Cost(318, -7, PRICES_FILE, "USD", "p"), Cost(3180, -8, PRICES_FILE, "USD", "p")
+    assert coarse == fine and hash(coarse) == hash(fine)
+    assert coarse != Cost(319, -7, PRICES_FILE, "USD", "p")
+    assert repr(fine) == (
+        "Cost(usd=Decimal('0.0000318'), source='prices-file', billed=Decimal('0.0000318'), "
+        "currency='USD', provider='p')"
+    )
