@@ -94,7 +94,7 @@ def test_request_attributes_of_any_body_are_of_their_types(body, is_openai) -> N
             assert value and all(item.__class__ is str for item in value), (name, value)
     assert attributes.get(names.REQUEST_CHOICE_COUNT) != 1
     assert attributes.get(names.REQUEST_STREAM, True) is True
-    assert attributes.get(names.OUTPUT_TYPE) in (None, "json", "text")
+    assert attributes.get(names.OUTPUT_TYPE) in (None, "json", "text", "speech")
     assert attributes.get(names.OPENAI_REQUEST_SERVICE_TIER) not in ("auto", "")
     assert is_openai or names.OPENAI_REQUEST_SERVICE_TIER not in attributes
 

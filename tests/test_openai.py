@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import json
 import re
 
@@ -136,6 +137,20 @@ def test_audio_tokens_are_priced_at_audio_rates(instrumented, client, stream: bo
     assert cost > 4 * genai_cost("gpt-audio", 120, 330)
     assert attributes[names.USAGE_COST_AMOUNT] == float(cost)
     assert (attributes[names.USAGE_INPUT_TOKENS], attributes[names.USAGE_OUTPUT_TOKENS]) == (120, 330)
+
+
+@pytest.mark.skipif(
+    "modalities" not in inspect.signature(openai.resources.chat.Completions.create).parameters,
+    reason="this openai cannot ask for audio",
+)
+def test_audio_asked_for_is_speech_output(instrumented, client) -> None:
+    client.chat.completions.create(
+        model="gpt-audio",
+        messages=MESSAGES,
+        modalities=["text", "audio"],
+        audio={"voice": "alloy", "format": "pcm16"},
+    )
+    assert instrumented.span().attributes[names.OUTPUT_TYPE] == "speech"
 
 
 def call_endpoint(client, endpoint: str, headers: dict):
@@ -394,6 +409,35 @@ def test_stream_the_user_asked_usage_for_keeps_its_usage_chunk(instrumented, cli
     )
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3
     assert instrumented.span().attributes[names.USAGE_OUTPUT_TOKENS] == 3
+
+
+def test_stream_the_user_asked_usage_for_in_extra_body_keeps_its_usage_chunk(instrumented, client) -> None:
+    """`extra_body` is sent merged over the body: usage asked for there is the app's, not hidden."""
+    asked = {
+        "extra_body": {"stream_options": {"include_usage": True}},
+        "extra_headers": {"x-mock-chunks": "3"},
+    }
+    with suppress_instrumentation():
+        bare = list(stream_chat(client, **asked))
+    chunks = list(stream_chat(client, **asked))
+    assert len(chunks) == len(bare) == 6  # role, 3 words, finish, usage
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3
+    assert instrumented.span().attributes[names.USAGE_OUTPUT_TOKENS] == 3
+
+
+def test_stream_options_of_extra_body_keep_the_usage_asked_for(instrumented, client, server) -> None:
+    """Stream options the app sends in `extra_body` (vLLM's, say) go as sent, with usage asked for too."""
+    chunks = list(
+        stream_chat(
+            client,
+            extra_body={"stream_options": {"continuous_usage_stats": True}, "seed": 9},
+            extra_headers={"x-mock-chunks": "3"},
+        )
+    )
+    assert len(chunks) == 5 and all(chunk.choices for chunk in chunks)  # the usage chunk hidden
+    assert server.last_bodies[-1]["stream_options"] == {"continuous_usage_stats": True, "include_usage": True}
+    attributes = instrumented.span().attributes
+    assert (attributes[names.USAGE_OUTPUT_TOKENS], attributes[names.REQUEST_SEED]) == (3, 9)
 
 
 def test_stream_usage_injection_off(instrumented, client, server, monkeypatch) -> None:

@@ -53,6 +53,11 @@ def _responses_output_type(text: Any) -> str | None:
     return _chat_output_type(text_format)
 
 
+def _modalities_output_type(modalities: Any) -> str | None:
+    """Chat Completions' `modalities: ["text", "audio"]` -> `speech`."""
+    return "speech" if modalities.__class__ is list and "audio" in modalities else None
+
+
 def _conversation_id(conversation: Any) -> str | None:
     """The Responses API's `conversation`: its id, or an object with one."""
     if conversation.__class__ is dict:
@@ -75,6 +80,7 @@ RECORDED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "stream": (names.REQUEST_STREAM, _stream),
     "response_format": (names.OUTPUT_TYPE, _chat_output_type),
     "text": (names.OUTPUT_TYPE, _responses_output_type),
+    "modalities": (names.OUTPUT_TYPE, _modalities_output_type),
     "conversation": (names.CONVERSATION_ID, _conversation_id),
     "encoding_format": (names.REQUEST_ENCODING_FORMATS, _strings),  # embeddings
     "dimensions": (names.EMBEDDINGS_DIMENSION_COUNT, _integer),

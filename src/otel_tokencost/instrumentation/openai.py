@@ -114,6 +114,9 @@ class _Patch:
             body = options.json_data
             if options.method != "post" or body.__class__ is not dict:
                 return None
+            extra = options.extra_json
+            if extra and isinstance(extra, Mapping):  # `extra_body`: sent merged over the body
+                body = {**body, **extra}
             operation = operation_for(options.url)
             if operation is None:
                 return None
@@ -154,7 +157,8 @@ class _Patch:
         return endpoint
 
     def _inject_stream_usage(self, options: Any, body: dict, operation: Operation) -> bool:
-        """Ask for usage on a stream that did not; True when the extra usage chunk must be hidden.
+        """Ask for usage on a stream that did not (in its body or its `extra_body`, which `body` merges);
+        True when the extra usage chunk must be hidden.
 
         Not for `with_streaming_response`, which hands the app the body as it comes: the app would read
         the extra chunk (its raw body is priced when the request itself asks for usage).
@@ -167,8 +171,11 @@ class _Patch:
         stream_options = body.get("stream_options")
         if isinstance(stream_options, dict) and stream_options.get("include_usage") is True:
             return False
-        # The SDK builds json_data afresh for each call: replacing a key here touches nothing of the user's.
-        options.json_data = {**body, "stream_options": {**(stream_options or {}), "include_usage": True}}
+        wanted = {**(stream_options or {}), "include_usage": True}
+        # The SDK builds its options afresh for each call: replacing a member touches nothing of the user's.
+        options.json_data = {**options.json_data, "stream_options": wanted}
+        if "stream_options" in (options.extra_json or ()):  # `extra_body`'s would be sent over ours
+            options.extra_json = {**options.extra_json, "stream_options": wanted}
         return True
 
     def _returned(self, call: Call, result: Any, hide_usage_chunk: bool) -> Any:
