@@ -68,6 +68,7 @@ ATTRIBUTE_TYPES = {
     names.REQUEST_MAX_TOKENS: (int, float),
     names.REQUEST_TEMPERATURE: (int, float),
     names.REQUEST_TOP_P: (int, float),
+    names.REQUEST_TOP_K: (int, float),
     names.REQUEST_SEED: (int,),
     names.REQUEST_FREQUENCY_PENALTY: (int, float),
     names.REQUEST_PRESENCE_PENALTY: (int, float),

@@ -430,7 +430,7 @@ def test_stream_options_of_extra_body_keep_the_usage_asked_for(instrumented, cli
     chunks = list(
         stream_chat(
             client,
-            extra_body={"stream_options": {"continuous_usage_stats": True}, "seed": 9},
+            extra_body={"stream_options": {"continuous_usage_stats": True}, "seed": 9, "top_k": 40},
             extra_headers={"x-mock-chunks": "3"},
         )
     )
@@ -438,6 +438,7 @@ def test_stream_options_of_extra_body_keep_the_usage_asked_for(instrumented, cli
     assert server.last_bodies[-1]["stream_options"] == {"continuous_usage_stats": True, "include_usage": True}
     attributes = instrumented.span().attributes
     assert (attributes[names.USAGE_OUTPUT_TOKENS], attributes[names.REQUEST_SEED]) == (3, 9)
+    assert attributes[names.REQUEST_TOP_K] == 40
 
 
 def test_stream_usage_injection_off(instrumented, client, server, monkeypatch) -> None:

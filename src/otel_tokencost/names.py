@@ -9,6 +9,7 @@ REQUEST_MODEL = gen_ai.GEN_AI_REQUEST_MODEL
 REQUEST_MAX_TOKENS = gen_ai.GEN_AI_REQUEST_MAX_TOKENS
 REQUEST_TEMPERATURE = gen_ai.GEN_AI_REQUEST_TEMPERATURE
 REQUEST_TOP_P = gen_ai.GEN_AI_REQUEST_TOP_P
+REQUEST_TOP_K = "gen_ai.request.top_k"
 REQUEST_STREAM = "gen_ai.request.stream"
 REQUEST_SEED = "gen_ai.request.seed"
 REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"

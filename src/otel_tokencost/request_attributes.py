@@ -72,6 +72,7 @@ RECORDED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "max_output_tokens": (names.REQUEST_MAX_TOKENS, _number),
     "temperature": (names.REQUEST_TEMPERATURE, _number),
     "top_p": (names.REQUEST_TOP_P, _number),
+    "top_k": (names.REQUEST_TOP_K, _number),  # vLLM's and others', sent in `extra_body`
     "frequency_penalty": (names.REQUEST_FREQUENCY_PENALTY, _number),
     "presence_penalty": (names.REQUEST_PRESENCE_PENALTY, _number),
     "stop": (names.REQUEST_STOP_SEQUENCES, _strings),
