@@ -21,6 +21,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from otel_tokencost import OpenAIInstrumentor, RequestsInstrumentor, names
+from otel_tokencost.providers import accepts_stream_options
 
 from conftest import API_KEY
 
@@ -97,6 +98,8 @@ def mock_headers(case: dict, stream: bool) -> dict[str, str]:
     }
     if case.get("response_headers") and not stream:
         headers["x-mock-response-headers"] = json.dumps(case["response_headers"])
+    if case.get("rejects_request_members"):  # the provider answers 422 to a request that has them
+        headers["x-mock-reject-members"] = ",".join(case["rejects_request_members"])
     return headers
 
 
@@ -234,3 +237,57 @@ def test_provider(both, server, name: str, transport, stream: bool) -> None:
         source = "provider"  # the streamed usage carries the proxy's cost
     assert attributes.get(names.USAGE_COST_AMOUNT) == cost
     assert attributes.get(names.PRICING_SOURCE) == source
+
+
+AZURE_VERSIONS = [
+    ("2024-06-01", False),
+    ("2024-08-01-preview", False),
+    ("2024-09-01-preview", True),
+    ("2024-10-21", True),
+]
+
+
+@pytest.mark.parametrize(("api_version", "takes_stream_options"), AZURE_VERSIONS)
+def test_azure_streams_ask_for_usage_only_where_the_api_version_takes_it(
+    both, server, api_version: str, takes_stream_options: bool
+) -> None:
+    """Azure OpenAI refuses `stream_options` before API version 2024-09-01 (here: a 422, as the server
+    answers a member it does not take): a stream there is sent as the app made it, and has no usage to
+    price; from that version on usage is asked for and priced."""
+    case = CASES["azure_openai"]
+    client = openai.AzureOpenAI(
+        azure_endpoint="https://my-resource.openai.azure.com",
+        azure_deployment=case["request_model"],
+        api_version=api_version,
+        api_key=API_KEY,
+        http_client=httpx_module.Client(transport=ToLocalServer(server.port)),
+        max_retries=0,
+    )
+    headers = {
+        "x-mock-chunks": "3",
+        "x-mock-reject-members": "" if takes_stream_options else "stream_options",
+    }
+    messages = [{"role": "user", "content": "hi"}]
+    stream = client.chat.completions.create(
+        model=case["request_model"], messages=messages, stream=True, extra_headers=headers
+    )
+    chunks = list(stream)
+    assert len(chunks) == 5 and all(chunk.choices for chunk in chunks)  # role, 3 words, finish
+    assert ("stream_options" in server.last_bodies[-1]) is takes_stream_options
+    attributes = both.span().attributes
+    assert attributes[names.PROVIDER_NAME] == "azure.ai.openai"
+    assert attributes.get(names.USAGE_OUTPUT_TOKENS) == (3 if takes_stream_options else None)
+
+
+@pytest.mark.parametrize(
+    ("provider", "api_version", "accepted"),
+    [
+        ("azure.ai.openai", None, True),  # Azure's v1 API has no api-version and takes stream_options
+        ("azure.ai.openai", "preview", True),
+        ("azure.ai.openai", "2024-05-01-preview", False),
+        ("mistral_ai", None, False),
+        ("openai", "2020-01-01", True),  # an api-version means nothing elsewhere
+    ],
+)
+def test_which_providers_take_stream_options(provider: str, api_version: str | None, accepted: bool) -> None:
+    assert accepts_stream_options(provider, api_version) is accepted

@@ -322,6 +322,16 @@ def test_cut_after_breaks_requests_stream(server: LocalServer) -> None:
     assert len([e for e in events if e.endswith(".delta")]) == 1
 
 
+def test_reject_members_answers_422_as_a_strict_provider(server: LocalServer) -> None:
+    body = {"model": "m", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+    refused = post(server, "/chat/completions", body, **{"x-mock-reject-members": "seed,stream_options"})
+    assert refused.status_code == 422
+    (detail,) = refused.json()["message"]["detail"]
+    assert (detail["loc"], detail["msg"]) == (["body", "stream_options"], "Extra inputs are not permitted")
+    del body["stream_options"]
+    assert post(server, "/chat/completions", body, **{"x-mock-reject-members": "stream_options"}).ok
+
+
 def test_not_found_and_bad_json(server: LocalServer) -> None:
     missing = post(server, "/nope", {})
     assert missing.status_code == 404

@@ -29,6 +29,8 @@ KNOWN_HOSTS = (
     ("api.fireworks.ai", "fireworks"),
 )
 UNKNOWN_COMPATIBLE = "openai"
+# Azure OpenAI takes `stream_options` from this API version on (and in its v1 API, which has none).
+AZURE_STREAM_OPTIONS_SINCE = "2024-09-01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +78,12 @@ def _without_credentials(base_url: str, parts) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return parts._replace(netloc=netloc, query="", fragment="").geturl()
+
+
+def accepts_stream_options(provider: str, api_version: str | None) -> bool:
+    """Whether a stream request may carry `stream_options`: some providers refuse the whole request."""
+    if provider == "mistral_ai":
+        return False  # 422 "Extra inputs are not permitted"; its streams carry usage unasked
+    if provider == "azure.ai.openai" and api_version.__class__ is str:
+        return api_version >= AZURE_STREAM_OPTIONS_SINCE  # earlier versions: 400 "Unrecognized argument"
+    return True

@@ -16,6 +16,8 @@ message) and reply words. Request headers control the behaviour, never the body:
 - ``x-mock-delay-ms`` / ``x-mock-chunk-delay-ms``: sleep before answering / between stream events.
 - ``x-mock-cut-after``: stream at most N content chunks, then drop the connection unfinished.
 - ``x-mock-response-headers``: a JSON object of extra headers to answer with (a proxy's cost header, say).
+- ``x-mock-reject-members``: comma-separated top-level request members answered with a 422, as a strict
+  provider (Mistral) refuses members it does not know.
 - ``x-mock-raw-body-b64``: the same, base64-encoded (any bytes).
 - ``x-mock-raw-body``: answer with this body verbatim (``\\n`` escapes allowed), with the status of
   ``x-mock-status`` (else 200) and the type of ``x-mock-content-type`` (else ``text/html``).
@@ -174,6 +176,15 @@ def _parse_controls(headers: Message) -> _Controls:
         chunk_delay_ms=_int_header(headers, "x-mock-chunk-delay-ms") or 0,
         cut_after=_int_header(headers, "x-mock-cut-after"),
     )
+
+
+def _extra_forbidden(members: list[str]) -> dict[str, Any]:
+    """A 422 body as Mistral's API sends for request members it does not accept."""
+    detail = [
+        {"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted"}
+        for name in members
+    ]
+    return {"object": "error", "message": {"detail": detail}, "type": "invalid_request_error", "code": None}
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
@@ -535,6 +546,10 @@ class _Handler(BaseHTTPRequestHandler):
             controls = _parse_controls(self.headers)
         except _BadRequest as exc:
             self._send_error(400, str(exc))
+            return
+        refused = [name for name in self.headers.get("x-mock-reject-members", "").split(",") if name in body]
+        if refused:  # as a strict provider (Mistral) refuses a member it does not know
+            self._send_json(422, _extra_forbidden(refused))
             return
         time.sleep(controls.delay_ms / 1000)
         raw_body = self.headers.get("x-mock-raw-body")

@@ -23,7 +23,7 @@ from ..budgets import BudgetExceededError
 from ..engine import Call, current_call, report_internal_error
 from ..operations import Operation, operation_for
 from ..package import _instruments_openai
-from ..providers import Endpoint
+from ..providers import Endpoint, accepts_stream_options
 from ..stream import AsyncStreamProxy, StreamProxy
 from ..telemetry import Telemetry
 from .on_import import PatchOnImport
@@ -126,7 +126,7 @@ class _Patch:
             call = self.telemetry.start(endpoint, operation, body)
             if call is None:
                 return None
-            hide = self._inject_stream_usage(options, body, operation)
+            hide = self._inject_stream_usage(options, body, operation, client, endpoint)
         except BudgetExceededError:
             raise  # the budget's refusal is meant for the app
         except Exception:
@@ -156,12 +156,15 @@ class _Patch:
         self._endpoints[id(url)] = (url, endpoint)  # holding the URL keeps its id from being reused
         return endpoint
 
-    def _inject_stream_usage(self, options: Any, body: dict, operation: Operation) -> bool:
+    def _inject_stream_usage(
+        self, options: Any, body: dict, operation: Operation, client: Any, endpoint: Endpoint
+    ) -> bool:
         """Ask for usage on a stream that did not (in its body or its `extra_body`, which `body` merges);
         True when the extra usage chunk must be hidden.
 
         Not for `with_streaming_response`, which hands the app the body as it comes: the app would read
-        the extra chunk (its raw body is priced when the request itself asks for usage).
+        the extra chunk (its raw body is priced when the request itself asks for usage). Nor where the
+        provider would refuse the request for it (Mistral, Azure OpenAI before 2024-09-01).
         """
         if not (self.inject_usage and operation.accepts_stream_options and body.get("stream") is True):
             return False
@@ -170,6 +173,8 @@ class _Patch:
             return False
         stream_options = body.get("stream_options")
         if isinstance(stream_options, dict) and stream_options.get("include_usage") is True:
+            return False
+        if not accepts_stream_options(endpoint.provider, _api_version(client, options)):
             return False
         wanted = {**(stream_options or {}), "include_usage": True}
         # The SDK builds its options afresh for each call: replacing a member touches nothing of the user's.
@@ -260,6 +265,16 @@ class RawResponseProxy(wrapt.ObjectProxy):
             self._self_watch = None
             http_response = self.__wrapped__.http_response
             del http_response.iter_bytes, http_response.aiter_bytes
+
+
+def _api_version(client: Any, options: Any) -> Any:
+    """The `api-version` query parameter the request goes with (Azure OpenAI's), if any."""
+    params = options.params
+    version = params.get("api-version") if isinstance(params, Mapping) else None
+    if version is None:
+        default_query = getattr(client, "_custom_query", None)  # what `default_query` returns a copy of
+        version = default_query.get("api-version") if isinstance(default_query, Mapping) else None
+    return version
 
 
 def _watch_body(response: Any, call: Call) -> BodyWatch | None:
