@@ -441,6 +441,46 @@ def test_stream_options_of_extra_body_keep_the_usage_asked_for(instrumented, cli
     assert attributes[names.REQUEST_TOP_K] == 40
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_a_provider_refusing_stream_options_gets_the_stream_as_the_app_made_it(
+    instrumented, client, async_client, server, is_async, caplog
+) -> None:
+    """A host that answers the usage asked for with a 422 (as Mistral does) gets the request again as the
+    app made it, once; the app sees its stream as uninstrumented, and the host is not asked again."""
+    refusing = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    refusing["extra_headers"] = {"x-mock-reject-members": "stream_options", "x-mock-chunks": "3"}
+
+    async def stream() -> list:
+        if is_async:
+            chunks = await async_client.chat.completions.create(**refusing)
+            return [chunk.model_dump() async for chunk in chunks]
+        return [chunk.model_dump() for chunk in client.chat.completions.create(**refusing)]
+
+    with suppress_instrumentation():
+        bare = await stream()
+    sent = len(server.last_bodies)
+    strip = lambda chunks: [{k: v for k, v in c.items() if k not in ("id", "created")} for c in chunks]  # noqa: E731
+    assert strip(await stream()) == strip(bare) and len(bare) == 5
+    assert strip(await stream()) == strip(bare)
+    asked_for_usage = ["stream_options" in body for body in list(server.last_bodies)[sent:]]
+    assert asked_for_usage == [True, False, False]  # refused once, then sent as made, and not asked again
+    spans = instrumented.spans()
+    assert [span.status.status_code for span in spans] == [StatusCode.UNSET] * 2
+    assert all(names.USAGE_INPUT_TOKENS not in span.attributes for span in spans)  # no usage was sent
+    assert any("refuses stream_options" in record.getMessage() for record in caplog.records)
+
+
+def test_a_bad_request_that_is_not_about_stream_options_is_not_sent_again(
+    instrumented, client, server
+) -> None:
+    sent = len(server.last_bodies)
+    with pytest.raises(openai.BadRequestError):
+        stream_chat(client, extra_headers={"x-mock-status": "400"})
+    assert len(server.last_bodies) == sent + 1
+    span = instrumented.span()
+    assert (span.status.status_code, span.attributes[names.ERROR_TYPE]) == (StatusCode.ERROR, "400")
+
+
 def test_stream_usage_injection_off(instrumented, client, server, monkeypatch) -> None:
     from otel_tokencost import OpenAIInstrumentor
 

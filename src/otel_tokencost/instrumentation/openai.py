@@ -8,6 +8,7 @@ and hands back exactly what the SDK returned (or a transparent proxy of it).
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import threading
 import weakref
@@ -29,6 +30,8 @@ from ..telemetry import Telemetry
 from .on_import import PatchOnImport
 
 STREAM_USAGE_ENV = "OTEL_TOKENCOST_STREAM_USAGE"
+MAX_ENDPOINTS = 256  # clients' base URLs kept (their endpoints, and those that refuse stream options)
+logger = logging.getLogger(__name__)
 
 
 class OpenAIInstrumentor(BaseInstrumentor):
@@ -80,6 +83,7 @@ class _Patch:
         self.telemetry = telemetry
         self.inject_usage = inject_usage
         self._endpoints: dict[int, tuple[Any, Endpoint]] = {}
+        self._refusing: set[str] = set()  # base URLs whose provider refused `stream_options`
         self._reads_headers = False
         self._lock = threading.Lock()
         from openai import AsyncStream, Stream
@@ -97,17 +101,70 @@ class _Patch:
         started = self._start(instance, args, kwargs)
         if started is None:
             return wrapped(*args, **kwargs)
-        call, hide_usage_chunk = started
-        return self._returned(call, call.invoke(wrapped, args, kwargs), hide_usage_chunk)
+        call, asked = started
+        if asked is not None:
+            wrapped = self._resending(wrapped, asked)
+        return self._returned(call, call.invoke(wrapped, args, kwargs), _hides_usage(asked))
 
     async def async_request(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         started = self._start(instance, args, kwargs)
         if started is None:
             return await wrapped(*args, **kwargs)
-        call, hide_usage_chunk = started
-        return self._returned(call, await call.invoke_async(wrapped, args, kwargs), hide_usage_chunk)
+        call, asked = started
+        if asked is not None:
+            wrapped = self._resending_async(wrapped, asked)
+        return self._returned(call, await call.invoke_async(wrapped, args, kwargs), _hides_usage(asked))
 
-    def _start(self, client: Any, args: tuple, kwargs: dict) -> tuple[Call, bool] | None:
+    def _resending(self, wrapped: Any, asked: _UsageAsked) -> Any:
+        """`wrapped`, sent again as the app made it if the provider refuses the usage asked for."""
+
+        def send(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return wrapped(*args, **kwargs)
+            except Exception as error:
+                if not self._refused(asked, error):
+                    raise
+            return wrapped(*args, **kwargs)
+
+        return send
+
+    def _resending_async(self, wrapped: Any, asked: _UsageAsked) -> Any:
+        """`_resending` for a coroutine function."""
+
+        async def send(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await wrapped(*args, **kwargs)
+            except Exception as error:
+                if not self._refused(asked, error):
+                    raise
+            return await wrapped(*args, **kwargs)
+
+        return send
+
+    def _refused(self, asked: _UsageAsked, error: Exception) -> bool:
+        """Whether `error` is the provider refusing the usage asked for (a 400 or 422 that names
+        `stream_options`); then the request is put back as the app made it, and its endpoint is not asked
+        again."""
+        try:
+            if getattr(error, "status_code", None) not in (400, 422):
+                return False
+            if "stream_options" not in f"{getattr(error, 'body', None)} {error}":
+                return False
+            asked.undo()
+            with self._lock:
+                if len(self._refusing) >= MAX_ENDPOINTS:
+                    self._refusing.clear()
+                self._refusing.add(asked.base_url)
+            logger.warning(
+                "otel_tokencost: %s refuses stream_options; its streams are sent as the app makes them",
+                asked.base_url,
+            )
+            return True
+        except Exception:
+            report_internal_error("reading a refused request")
+            return False
+
+    def _start(self, client: Any, args: tuple, kwargs: dict) -> tuple[Call, _UsageAsked | None] | None:
         """Start the call if this request is a priced endpoint; None to pass it through untouched."""
         try:
             options = args[1] if len(args) > 1 else kwargs["options"]
@@ -126,13 +183,13 @@ class _Patch:
             call = self.telemetry.start(endpoint, operation, body)
             if call is None:
                 return None
-            hide = self._inject_stream_usage(options, body, operation, client, endpoint)
+            asked = self._inject_stream_usage(options, body, operation, client, endpoint)
         except BudgetExceededError:
             raise  # the budget's refusal is meant for the app
         except Exception:
             report_internal_error("starting the openai span")
             return None
-        return call, hide
+        return call, asked
 
     def _read_headers_from_now_on(self) -> None:
         with self._lock:
@@ -151,37 +208,41 @@ class _Patch:
         if cached is not None and cached[0] is url:
             return cached[1]
         endpoint = self.telemetry.endpoint(str(url))
-        if len(self._endpoints) >= 256:
+        if len(self._endpoints) >= MAX_ENDPOINTS:
             self._endpoints.clear()
         self._endpoints[id(url)] = (url, endpoint)  # holding the URL keeps its id from being reused
         return endpoint
 
     def _inject_stream_usage(
         self, options: Any, body: dict, operation: Operation, client: Any, endpoint: Endpoint
-    ) -> bool:
+    ) -> _UsageAsked | None:
         """Ask for usage on a stream that did not (in its body or its `extra_body`, which `body` merges);
-        True when the extra usage chunk must be hidden.
+        what was asked for when the extra usage chunk must be hidden, else None.
 
         Not for `with_streaming_response`, which hands the app the body as it comes: the app would read
         the extra chunk (its raw body is priced when the request itself asks for usage). Nor where the
-        provider would refuse the request for it (Mistral, Azure OpenAI before 2024-09-01).
+        provider refuses the request for it (Mistral, Azure OpenAI before 2024-09-01, and any endpoint
+        that has refused it before).
         """
         if not (self.inject_usage and operation.accepts_stream_options and body.get("stream") is True):
-            return False
+            return None
         headers = options.headers
         if isinstance(headers, Mapping) and headers.get(self.raw_response_header) == "stream":
-            return False
+            return None
         stream_options = body.get("stream_options")
         if isinstance(stream_options, dict) and stream_options.get("include_usage") is True:
-            return False
+            return None
+        if endpoint.base_url in self._refusing:
+            return None
         if not accepts_stream_options(endpoint.provider, _api_version(client, options)):
-            return False
+            return None
+        asked = _UsageAsked(options, endpoint.base_url)
         wanted = {**(stream_options or {}), "include_usage": True}
         # The SDK builds its options afresh for each call: replacing a member touches nothing of the user's.
         options.json_data = {**options.json_data, "stream_options": wanted}
         if "stream_options" in (options.extra_json or ()):  # `extra_body`'s would be sent over ours
             options.extra_json = {**options.extra_json, "stream_options": wanted}
-        return True
+        return asked
 
     def _returned(self, call: Call, result: Any, hide_usage_chunk: bool) -> Any:
         """Follow what the SDK returned: a model, a stream, or a raw response still to be parsed."""
@@ -265,6 +326,26 @@ class RawResponseProxy(wrapt.ObjectProxy):
             self._self_watch = None
             http_response = self.__wrapped__.http_response
             del http_response.iter_bytes, http_response.aiter_bytes
+
+
+class _UsageAsked:
+    """Usage asked for on a stream's behalf: the request's body as the app made it, to send it so if
+    the provider refuses the request for the usage asked."""
+
+    __slots__ = ("base_url", "extra_json", "json_data", "options", "undone")
+
+    def __init__(self, options: Any, base_url: str) -> None:
+        self.options, self.base_url, self.undone = options, base_url, False
+        self.json_data, self.extra_json = options.json_data, options.extra_json
+
+    def undo(self) -> None:
+        self.options.json_data, self.options.extra_json = self.json_data, self.extra_json
+        self.undone = True
+
+
+def _hides_usage(asked: _UsageAsked | None) -> bool:
+    """Whether the stream's usage chunk is the package's to hide: asked for, and not taken back."""
+    return asked is not None and not asked.undone
 
 
 def _api_version(client: Any, options: Any) -> Any:
