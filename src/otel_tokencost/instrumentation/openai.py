@@ -104,7 +104,8 @@ class _Patch:
         call, asked = started
         if asked is not None:
             wrapped = self._resending(wrapped, asked)
-        return self._returned(call, call.invoke(wrapped, args, kwargs), _hides_usage(asked))
+        result = call.invoke(wrapped, args, kwargs)
+        return self._returned(call, result, _hides_usage(asked))  # once sent: a refusal takes it back
 
     async def async_request(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         started = self._start(instance, args, kwargs)
@@ -113,7 +114,8 @@ class _Patch:
         call, asked = started
         if asked is not None:
             wrapped = self._resending_async(wrapped, asked)
-        return self._returned(call, await call.invoke_async(wrapped, args, kwargs), _hides_usage(asked))
+        result = await call.invoke_async(wrapped, args, kwargs)
+        return self._returned(call, result, _hides_usage(asked))
 
     def _resending(self, wrapped: Any, asked: _UsageAsked) -> Any:
         """`wrapped`, sent again as the app made it if the provider refuses the usage asked for."""
