@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionChunk
 
@@ -84,6 +84,8 @@ ATTRIBUTE_TYPES = {
 
 
 @given(request_like, st.booleans())
+@example({"service_tier": ""}, True)
+@example({"service_tier": "auto", "n": 1, "stream": False}, True)
 def test_request_attributes_of_any_body_are_of_their_types(body, is_openai) -> None:
     """Whatever a request body holds, its attributes have the types the conventions give them (a bool is
     no seed), a single choice is no count, and `auto` is no tier asked for."""

@@ -102,5 +102,5 @@ def add_request_attributes(body: Mapping[str, Any], attributes: dict[str, Any], 
                 attributes[found[0]] = value
     if is_openai:
         tier = body.get(SERVICE_TIER)
-        if tier.__class__ is str and tier != "auto":  # as the semantic conventions ask
+        if tier.__class__ is str and tier and tier != "auto":  # as the semantic conventions ask
             attributes[names.OPENAI_REQUEST_SERVICE_TIER] = tier

@@ -16,11 +16,11 @@ message) and reply words. Request headers control the behaviour, never the body:
 - ``x-mock-delay-ms`` / ``x-mock-chunk-delay-ms``: sleep before answering / between stream events.
 - ``x-mock-cut-after``: stream at most N content chunks, then drop the connection unfinished.
 - ``x-mock-response-headers``: a JSON object of extra headers to answer with (a proxy's cost header, say).
-- ``x-mock-reject-members``: comma-separated top-level request members answered with a 422, as a strict
-  provider (Mistral) refuses members it does not know.
-- ``x-mock-raw-body-b64``: the same, base64-encoded (any bytes).
 - ``x-mock-raw-body``: answer with this body verbatim (``\\n`` escapes allowed), with the status of
   ``x-mock-status`` (else 200) and the type of ``x-mock-content-type`` (else ``text/html``).
+- ``x-mock-raw-body-b64``: the same, base64-encoded (any bytes).
+- ``x-mock-reject-members``: comma-separated top-level request members answered with a 422, as a strict
+  provider (Mistral) refuses members it does not know.
 
 Requests in absolute form (``POST http://api.openai.com/v1/chat/completions``) are answered as well: a
 client that uses the server as its HTTP proxy can address it under any host name.
