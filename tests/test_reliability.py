@@ -415,6 +415,67 @@ def test_no_reference_to_responses_or_streams_is_kept(both, client) -> None:
     assert len(both.spans()) == 5  # the abandoned stream and the unread response ended their spans too
 
 
+def test_a_call_leaves_no_reference_cycle_for_the_garbage_collector(both, server) -> None:
+    """A call's span, context and readings are freed by reference counting when the call is over, as
+    the uninstrumented call's objects are: none waits in a cycle for the collector's next pass (a busy
+    service would hold thousands of spans between passes, and pay for the pass)."""
+    import gc
+    import weakref
+
+    from openai import _base_client
+    from opentelemetry import context as context_api
+
+    httpx_module = getattr(_base_client, "httpx2", None) or _base_client.httpx
+    contexts = []  # the context each call's HTTP request ran in: the one the call made
+
+    def remember_context(*_args: object, **_kwargs: object) -> None:
+        contexts.append(weakref.ref(context_api.get_current()))
+
+    async def remember_context_async(*_args: object) -> None:
+        remember_context()
+
+    hooks = {"request": [remember_context]}
+    client = openai.OpenAI(
+        base_url=server.base_url,
+        api_key=API_KEY,
+        max_retries=0,
+        http_client=httpx_module.Client(event_hooks=hooks),
+    )
+    url = f"{server.base_url}/chat/completions"
+
+    async def async_chat() -> None:
+        async with openai.AsyncOpenAI(
+            base_url=server.base_url,
+            api_key=API_KEY,
+            max_retries=0,
+            http_client=httpx_module.AsyncClient(event_hooks={"request": [remember_context_async]}),
+        ) as async_client:
+            await async_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    gc.collect()
+    gc.disable()
+    try:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        for _chunk in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
+            pass
+        abandoned = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        next(iter(abandoned))
+        del abandoned, _chunk
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, extra_headers={"x-mock-status": "404"}
+            )
+        asyncio.run(async_chat())
+        requests.post(
+            url, json={"model": "gpt-4o-mini", "messages": MESSAGES}, hooks={"response": remember_context}
+        )
+        assert len(contexts) == 6 and len(both.spans()) == 6
+        assert [ref() for ref in contexts] == [None] * 6
+    finally:
+        gc.enable()
+        client.close()
+
+
 def test_a_patch_that_fails_while_the_app_imports_its_library_never_fails_the_import(
     tmp_path, monkeypatch, caplog, request
 ) -> None:

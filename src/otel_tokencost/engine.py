@@ -219,6 +219,9 @@ class Call:
         except Exception:
             report_internal_error("ending the span")
             self.span.end()
+        # The context holds the call: without it, the call and its span go as soon as the app drops
+        # them rather than at the garbage collector's next pass.
+        self._context = None
 
     @property
     def ended(self) -> bool:
