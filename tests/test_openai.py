@@ -1050,6 +1050,45 @@ def test_internal_failure_never_reaches_the_app(instrumented, client, monkeypatc
     assert "pricing failed" in caplog.text
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_failure_reading_a_stream_chunk_never_reaches_the_app(
+    instrumented, client, async_client, monkeypatch, caplog, mode: str
+) -> None:
+    from otel_tokencost.engine import Call
+
+    def failing_reader(outcome: object, chunk: object) -> bool:
+        raise ValueError("no reading this chunk")
+
+    monkeypatch.setenv("OTEL_TOKENCOST_STRICT", "0")
+    monkeypatch.setattr(Call, "chunk_reader", lambda call: failing_reader)
+    request = {
+        "model": "gpt-4o-mini",
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},  # nothing asked on the app's behalf, nothing to hide
+        "extra_headers": {"x-mock-chunks": "3"},
+    }
+
+    async def read_stream() -> list:
+        if mode == "sync":
+            chunks = list(client.chat.completions.create(**request))
+        else:
+            chunks = [chunk async for chunk in await async_client.chat.completions.create(**request)]
+        return [
+            (chunk.choices[0].delta, chunk.choices[0].finish_reason) if chunk.choices else chunk.usage
+            for chunk in chunks
+        ]
+
+    with suppress_instrumentation():
+        uninstrumented = await read_stream()
+    chunks = await read_stream()
+    assert chunks == uninstrumented and len(chunks) == 6  # role, 3 pieces of text, finish, usage
+    span = instrumented.span()
+    assert span.status.status_code == StatusCode.UNSET
+    assert span.attributes[names.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert caplog.text.count("reading a stream chunk failed; the app is unaffected") == len(chunks)
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_a_failure_watching_a_raw_body_never_reaches_the_app(
     instrumented, client, monkeypatch, caplog, stream: bool

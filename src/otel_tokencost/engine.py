@@ -199,12 +199,22 @@ class Call:
         if self.first_chunk_at is None:
             self.first_chunk_at = perf_counter()
         try:
-            if self.telemetry.capture_content:
-                content.read_chunk_output(self.outcome, chunk)
-            return self.operation.read_chunk(self.outcome, chunk)
+            return self.chunk_reader()(self.outcome, chunk)
         except Exception:
             report_internal_error("reading a stream chunk")
             return False
+
+    def chunk_reader(self) -> Callable[[Outcome, Any], bool]:
+        """What `read_chunk` does with a chunk, as `reader(call.outcome, chunk)`, for a loop over a stream's
+        chunks that times the first itself and reports a reader's exception: the operation's own reader,
+        with no call of the engine's in between, unless message content is captured."""
+        if self.telemetry.capture_content:
+            return self._read_chunk_and_content
+        return self.operation.read_chunk
+
+    def _read_chunk_and_content(self, outcome: Outcome, chunk: Any) -> bool:
+        content.read_chunk_output(outcome, chunk)
+        return self.operation.read_chunk(outcome, chunk)
 
     def end(self, error: BaseException | None = None, error_type: str | None = None) -> None:
         """End the span and record the metrics; later calls do nothing."""

@@ -3,18 +3,20 @@
 The span ends exactly once: when the stream is exhausted, closed, left through `with`, raises, or is
 garbage-collected unfinished (the finalizer is why an abandoned stream still ends its span).
 Chunks pass through a generator rather than a Python `__next__`: resuming a generator is the cheapest
-per-chunk hook Python offers.
+per-chunk hook Python offers. The generator calls the operation's chunk reader itself (`Call.chunk_reader`),
+with no call of the engine's in between: what a chunk costs is that step and a look at its fields.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import AsyncIterator, Iterator
+from time import perf_counter
 from typing import Any
 
 import wrapt
 
-from .engine import Call
+from .engine import Call, report_internal_error
 
 # The generators hold the stream and the call but never the proxy: no reference cycle, so whichever
 # of proxy and generator is dropped last ends the span at once. `for chunk in create(stream=True)`
@@ -22,10 +24,17 @@ from .engine import Call
 
 
 def _follow(stream: Any, call: Call, hide_usage_chunk: bool) -> Iterator[Any]:
-    read_chunk = call.read_chunk
+    read, outcome = call.chunk_reader(), call.outcome
     try:
         for chunk in stream:
-            if read_chunk(chunk) and hide_usage_chunk:
+            if call.first_chunk_at is None:
+                call.first_chunk_at = perf_counter()
+            try:
+                usage_only = read(outcome, chunk)
+            except Exception:
+                report_internal_error("reading a stream chunk")
+                usage_only = False
+            if usage_only and hide_usage_chunk:
                 continue  # the usage chunk the instrumentation asked for, not the user
             yield chunk
     except GeneratorExit:
@@ -38,10 +47,17 @@ def _follow(stream: Any, call: Call, hide_usage_chunk: bool) -> Iterator[Any]:
 
 
 async def _follow_async(stream: Any, call: Call, hide_usage_chunk: bool) -> AsyncIterator[Any]:
-    read_chunk = call.read_chunk
+    read, outcome = call.chunk_reader(), call.outcome
     try:
         async for chunk in stream:
-            if read_chunk(chunk) and hide_usage_chunk:
+            if call.first_chunk_at is None:
+                call.first_chunk_at = perf_counter()
+            try:
+                usage_only = read(outcome, chunk)
+            except Exception:
+                report_internal_error("reading a stream chunk")
+                usage_only = False
+            if usage_only and hide_usage_chunk:
                 continue
             yield chunk
     except GeneratorExit:
