@@ -83,7 +83,8 @@ def parse_usage(usage: Any) -> Usage | None:
 
 
 def _usage(usage: Mapping[str, Any]) -> Usage | None:
-    """`parse_usage` of a usage's fields. Absent counts cost no call: most usages leave most out."""
+    """`parse_usage` of a usage's fields. Absent and zero counts cost no call: most usages leave most
+    out or at 0."""
     get = usage.get
     raw_input, raw_output = get("prompt_tokens"), get("completion_tokens")
     if raw_input is None and raw_output is None:
@@ -106,14 +107,14 @@ def _usage(usage: Mapping[str, Any]) -> Usage | None:
         cached = get("prompt_cache_hit_tokens")  # DeepSeek
         if cached is None:
             cached = get("cached_tokens")  # Together
-    cache_read = 0 if cached is None else min(count(cached) or 0, input_tokens)
-    cache_write = 0 if cache_write is None else min(count(cache_write) or 0, input_tokens - cache_read)
+    cache_read = min(count(cached) or 0, input_tokens) if cached else 0
+    cache_write = min(count(cache_write) or 0, input_tokens - cache_read) if cache_write else 0
     if input_audio:  # apart from the cached and cache-write counts, as genai-prices reads it
         input_audio = min(count(input_audio) or 0, input_tokens - cache_read - cache_write)
     if output_details is not None:
         output_details = fields(output_details)
         reasoning, output_audio = output_details.get("reasoning_tokens"), output_details.get("audio_tokens")
-    reasoning = 0 if reasoning is None else count(reasoning) or 0
+    reasoning = (count(reasoning) or 0) if reasoning else 0
     if reasoning and count(get("total_tokens")) == input_tokens + output_tokens + reasoning:
         output_tokens = min(output_tokens + reasoning, MAX_TOKENS)  # billed as output, counted apart
     if output_audio:
