@@ -132,7 +132,20 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-USAGE = {"prompt_tokens": 12, "completion_tokens": CONTENT_CHUNKS, "total_tokens": 12 + CONTENT_CHUNKS}
+# As api.openai.com answers: the usage's details at 0, the tier and a fingerprint.
+USAGE = {
+    "prompt_tokens": 12,
+    "completion_tokens": CONTENT_CHUNKS,
+    "total_tokens": 12 + CONTENT_CHUNKS,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+RESPONSE_META = {"service_tier": "default", "system_fingerprint": "fp_bench"}
 CHAT_BODY = _dumps(
     {
         "id": "chatcmpl-bench",
@@ -142,18 +155,30 @@ CHAT_BODY = _dumps(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "It costs very little."},
+                "message": {
+                    "role": "assistant",
+                    "content": "It costs very little.",
+                    "refusal": None,
+                    "annotations": [],
+                },
                 "logprobs": None,
                 "finish_reason": "stop",
             }
         ],
         "usage": USAGE,
+        **RESPONSE_META,
     }
 )
 
 
 def _sse_body() -> bytes:
-    base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000, "model": MODEL}
+    base = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": MODEL,
+        **RESPONSE_META,
+    }
 
     def chunk(delta: dict, finish: str | None = None) -> dict:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
