@@ -205,9 +205,9 @@ class Call:
             return False
 
     def chunk_reader(self) -> Callable[[Outcome, Any], bool]:
-        """What `read_chunk` does with a chunk, as `reader(call.outcome, chunk)`, for a loop over a stream's
-        chunks that times the first itself and reports a reader's exception: the operation's own reader,
-        with no call of the engine's in between, unless message content is captured."""
+        """`read_chunk` for a loop over a stream's chunks, called as `reader(call.outcome, chunk)`: the
+        operation's own reader unless message content is captured, so that a chunk costs no call of the
+        engine's. The loop times the first chunk (`first_chunk_at`) and reports what the reader raises."""
         if self.telemetry.capture_content:
             return self._read_chunk_and_content
         return self.operation.read_chunk
