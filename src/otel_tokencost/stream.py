@@ -30,12 +30,10 @@ def _follow(stream: Any, call: Call, hide_usage_chunk: bool) -> Iterator[Any]:
             if call.first_chunk_at is None:
                 call.first_chunk_at = perf_counter()
             try:
-                usage_only = read(outcome, chunk)
+                if read(outcome, chunk) and hide_usage_chunk:
+                    continue  # the usage chunk the instrumentation asked for, not the user
             except Exception:
                 report_internal_error("reading a stream chunk")
-                usage_only = False
-            if usage_only and hide_usage_chunk:
-                continue  # the usage chunk the instrumentation asked for, not the user
             yield chunk
     except GeneratorExit:
         call.end()  # closed or collected before the end: not an error of the call
@@ -53,12 +51,10 @@ async def _follow_async(stream: Any, call: Call, hide_usage_chunk: bool) -> Asyn
             if call.first_chunk_at is None:
                 call.first_chunk_at = perf_counter()
             try:
-                usage_only = read(outcome, chunk)
+                if read(outcome, chunk) and hide_usage_chunk:
+                    continue
             except Exception:
                 report_internal_error("reading a stream chunk")
-                usage_only = False
-            if usage_only and hide_usage_chunk:
-                continue
             yield chunk
     except GeneratorExit:
         call.end()
