@@ -1111,6 +1111,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+SPEED_CHANGE = 1.2  # hot floors this far apart across the cases: the machine changed speed in the run
+
+
+def speed_note(results: list[Result]) -> str:
+    """How far the hot floor moved from case to case: a machine that slows down for a spell moves every
+    microsecond of the cases it catches, not the ratios taken within their rounds."""
+    floors = [result.floor_us for result in results if result.floor_us is not None]
+    low, high = min(floors), max(floors)
+    note = f"machine speed: the hot floor ranged {low:.0f}-{high:.0f} µs across the cases"
+    if high / low > SPEED_CHANGE:
+        note += "; the machine changed speed during the run: compare ratios, not microseconds across rows"
+    return note
+
+
 def _cell(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -1250,6 +1264,7 @@ def main(argv: list[str] | None = None) -> int:
         "instrumentation does it;\nx floor: added / floor in place; x hot floor: added / the floor alone "
         "in a tight loop (as in the first row); both floors timed in the case's own rounds"
     )
+    print(speed_note(results))
     if v2_reason:
         print(f"openai-v2 comparison skipped: {v2_reason}")
 
