@@ -23,8 +23,10 @@ def fields(obj: Any) -> Mapping[str, Any]:
 
     SDK models are pydantic: fields live in `__dict__` and undeclared ones (a provider's own usage
     fields) in `__pydantic_extra__`. Reading those directly avoids `getattr`'s slow failure path.
+    Their class defines `__getattr__`, so Python looks up each of their attributes the slow way,
+    `__class__` too: the readers ask `type()` whether an object is a dict.
     """
-    if obj.__class__ is dict:
+    if type(obj) is dict:
         return obj
     try:  # attribute access, not getattr(): this runs for every stream chunk
         declared = obj.__dict__
@@ -40,7 +42,7 @@ def get(obj: Any, name: str) -> Any:
     SDK models are pydantic: fields live in `__dict__` and undeclared ones in `__pydantic_extra__`.
     Reading those directly avoids `getattr`'s slow failure path for a field the model lacks.
     """
-    if obj.__class__ is dict:
+    if type(obj) is dict:
         return obj.get(name)
     try:
         fields = obj.__dict__
@@ -77,7 +79,7 @@ def parse_usage(usage: Any) -> Usage | None:
     Subsets are clamped to their totals. A total that is present but not a usable count voids the usage:
     no tokens beat a wrong cost.
     """
-    if usage is None or usage.__class__ in (str, int, float, bool, list):
+    if usage is None or type(usage) in (str, int, float, bool, list):
         return None
     return _usage(fields(usage))
 
@@ -204,7 +206,7 @@ def _finish_reasons(outcome: Outcome, choices: Any) -> bool:
     finished = False
     reasons = outcome.finish_reasons
     for choice in choices:
-        if choice.__class__ is dict:
+        if type(choice) is dict:
             reason = choice.get("finish_reason")
         else:
             try:  # an SDK model's declared field: a plain attribute, read without a lookup by name
@@ -253,7 +255,7 @@ def _read_response(outcome: Outcome, body: Any) -> None:
 
 def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
     """Read one Chat Completions / Completions chunk; True when it is the usage-only chunk."""
-    if chunk.__class__ is dict:
+    if type(chunk) is dict:
         model, choices, usage = chunk.get("model"), chunk.get("choices"), chunk.get("usage")
     else:
         try:  # an SDK model's declared fields: plain attributes, the cheapest read for every chunk
