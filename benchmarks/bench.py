@@ -171,7 +171,8 @@ CHAT_BODY = _dumps(
 )
 
 
-def _sse_body() -> bytes:
+def sse_body(content_chunks: int = CONTENT_CHUNKS) -> bytes:
+    """A chat completion streamed as OpenAI streams it: role, `content_chunks` words, finish, usage."""
     base = {
         "id": "chatcmpl-bench",
         "object": "chat.completion.chunk",
@@ -185,13 +186,13 @@ def _sse_body() -> bytes:
         return {**base, "choices": [choice], "usage": None}
 
     events = [chunk({"role": "assistant", "content": ""})]
-    events += [chunk({"content": f"word{index} "}) for index in range(CONTENT_CHUNKS)]
+    events += [chunk({"content": f"word{index} "}) for index in range(content_chunks)]
     events.append(chunk({}, "stop"))
     events.append({**base, "choices": [], "usage": USAGE})
     return b"".join(b"data: " + _dumps(event) + b"\n\n" for event in events) + b"data: [DONE]\n\n"
 
 
-SSE_BODY = _sse_body()
+SSE_BODY = sse_body()
 VECTOR = [(byte - 128) / 128 for byte in range(0, 256, 32)]  # 8 floats, exact in float32
 
 
@@ -332,8 +333,8 @@ _PRICES_DIR = tempfile.TemporaryDirectory(prefix="otel-tokencost-bench-")  # rem
 PRICES_PATH = Path(_PRICES_DIR.name) / "prices.json"
 
 
-def write_prices(server: LocalServer) -> None:
-    entries = [{"match": url, "prices_from": "openai"} for url in (STUB_BASE_URL, server.base_url)]
+def write_prices(*base_urls: str) -> None:
+    entries = [{"match": url, "prices_from": "openai"} for url in (STUB_BASE_URL, *base_urls)]
     PRICES_PATH.write_text(json.dumps({"providers": entries}))
 
 
@@ -447,8 +448,9 @@ def openai_calls(
     return {"chat": chat, "stream": stream, "embeddings": embeddings}
 
 
-def in_process_client() -> openai.OpenAI:
-    http_client = httpx_module.Client(transport=httpx_module.MockTransport(_mock_handler))
+def in_process_client(handler: Callable[[Any], Any] = _mock_handler) -> openai.OpenAI:
+    """A client whose transport hands each request to `handler` (the canned answers by default)."""
+    http_client = httpx_module.Client(transport=httpx_module.MockTransport(handler))
     return openai.OpenAI(
         api_key=API_KEY, base_url=IN_PROCESS_BASE_URL, max_retries=0, http_client=http_client
     )
@@ -1240,7 +1242,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     loop = asyncio.new_event_loop()
     with LocalServer() as server:
-        write_prices(server)
+        write_prices(server.base_url)
         cases, v2_cases, v2_reason = build_cases(server, loop)
         floor_call = _floor_call()
         for case in cases:

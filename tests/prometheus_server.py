@@ -17,13 +17,13 @@ import pytest
 CONFIG = Path(__file__).parent.parent / "collector-config"
 
 
-def require_tool(name: str) -> str:
+def require_tool(name: str, package: str = "prometheus") -> str:
     """The tool's path; a missing tool fails in CI and skips elsewhere."""
     path = shutil.which(name)
     if path is None:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is not installed: .ci/run installs Debian's prometheus package")
-        pytest.skip(f"{name} is not installed (apt-get install prometheus)")
+            pytest.fail(f"{name} is not installed: .ci/run installs Debian's {package} package")
+        pytest.skip(f"{name} is not installed (apt-get install {package})")
     return path
 
 

@@ -1,0 +1,54 @@
+"""The counted benchmark (instructions under callgrind) passes its guards and reports every case."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from prometheus_server import require_tool
+
+COUNTS = Path(__file__).resolve().parent.parent / "benchmarks" / "counts.py"
+WITH_FLOOR = ("in-process chat", "in-process embeddings", "requests wrapper alone, chat")
+CASES = (
+    *WITH_FLOOR,
+    "in-process stream, 50 words",
+    "in-process stream, 100 words",
+    "requests wrapper alone, non-LLM",
+    "in-process chat, no-op providers",
+)
+
+
+def test_counted_benchmark_passes_its_guards(tmp_path: Path) -> None:
+    require_tool("valgrind", "valgrind")
+    require_tool("callgrind_control", "valgrind")
+    report = tmp_path / "counts.json"
+    done = subprocess.run(
+        [sys.executable, str(COUNTS), "--quick", "--check", "--json", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    data = json.loads(report.read_text())
+
+    hot = data["hot_floor"]
+    assert hot["ir"] > 0 and hot["cycles"] > hot["ir"]  # misses and mispredictions cost on top
+    cases = data["cases"]
+    assert set(CASES) <= set(cases)
+    for name in CASES:
+        case = cases[name]
+        assert case["bare"]["ir"] > 0 and case["added"]["ir"] > 0, name
+        assert case["added_x_hot_floor_ir"] == case["added"]["ir"] / hot["ir"], name
+    for name in WITH_FLOOR:
+        case = cases[name]
+        assert case["floor_in_place"]["ir"] > 0, name
+        assert case["added_x_floor_ir"] == case["added"]["ir"] / case["floor_in_place"]["ir"], name
+    # A stream's chunks are counted apart from its start and end: 50 more words, 50 more chunks.
+    stream = data["streams"]["otel_tokencost"]
+    short, long = cases["in-process stream, 50 words"], cases["in-process stream, 100 words"]
+    assert stream["per_chunk"]["ir"] == (long["added"]["ir"] - short["added"]["ir"]) / 50
+    assert 0 < stream["per_chunk"]["ir"] < stream["per_stream"]["ir"]
+    assert data["guards"] and all(guard["ok"] for guard in data["guards"])
+    assert "counts per call under callgrind" in done.stdout
