@@ -7,6 +7,7 @@ import gc
 import inspect
 import json
 import re
+import sys
 
 import openai
 import pytest
@@ -636,6 +637,37 @@ def assert_seen_by_both(chunks: list, passed: list, span) -> None:
     assert len(chunks) == 6
     assert passed[:6] == chunks and len(passed) == 7
     assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_an_sdk_stream_is_read_from_its_iterator_not_through_its_pass_through(
+    instrumented, client, async_client, is_async
+) -> None:
+    """The SDK stream's own `__iter__` (`__aiter__`) only passes on what its `_iterator` yields: the proxy
+    takes the chunks from that iterator itself, one generator step less a chunk, and the user gets the
+    same chunks."""
+    stream_type, name = stream_iteration(is_async)
+    pass_through = getattr(stream_type, name).__code__
+    ran = []
+
+    def note(frame, event, arg):
+        if event == "call" and frame.f_code is pass_through:
+            ran.append(frame)
+
+    sys.setprofile(note)
+    try:
+        chunks = await read_stream(client, async_client, is_async)
+    finally:
+        sys.setprofile(None)
+    assert len(chunks) == 6 and all(chunk.choices for chunk in chunks)  # the usage chunk hidden
+    assert ran == []
+    span = instrumented.span()
+    assert_priced(span, "gpt-4o-mini", span.attributes[names.USAGE_INPUT_TOKENS], 4)
+    with suppress_instrumentation():
+        bare = await read_stream(client, async_client, is_async)
+    assert [chunk.model_dump(exclude={"id", "created"}) for chunk in bare] == [
+        chunk.model_dump(exclude={"id", "created"}) for chunk in chunks
+    ]
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])

@@ -3,8 +3,10 @@
 The span ends exactly once: when the stream is exhausted, closed, left through `with`, raises, or is
 garbage-collected unfinished (the finalizer is why an abandoned stream still ends its span).
 Chunks pass through a generator rather than a Python `__next__`: resuming a generator is the cheapest
-per-chunk hook Python offers. The generator calls the operation's chunk reader itself (`Call.chunk_reader`),
-with no call of the engine's in between: what a chunk costs is that step and a look at its fields.
+per-chunk hook Python offers. It takes them from the SDK stream's `_iterator` while the stream class's
+iteration is the SDK's own, which only passes them on: one generator step less a chunk. It calls the
+operation's chunk reader itself (`Call.chunk_reader`), with no call of the engine's in between: what a
+chunk costs is that step and a look at its fields.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from .engine import Call, report_internal_error
 # drops the proxy as the loop starts; the generator's finalizer covers that one.
 
 
-def _follow(stream: Any, call: Call, hide_usage_chunk: bool) -> Iterator[Any]:
+def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool) -> Iterator[Any]:
     read, outcome = call.chunk_reader(), call.outcome
     try:
-        for chunk in stream:
+        for chunk in stream._iterator if passes_on else stream:
             if call.first_chunk_at is None:
                 call.first_chunk_at = perf_counter()
             try:
@@ -44,10 +46,12 @@ def _follow(stream: Any, call: Call, hide_usage_chunk: bool) -> Iterator[Any]:
     call.end()
 
 
-async def _follow_async(stream: Any, call: Call, hide_usage_chunk: bool) -> AsyncIterator[Any]:
+async def _follow_async(
+    stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool
+) -> AsyncIterator[Any]:
     read, outcome = call.chunk_reader(), call.outcome
     try:
-        async for chunk in stream:
+        async for chunk in stream._iterator if passes_on else stream:
             if call.first_chunk_at is None:
                 call.first_chunk_at = perf_counter()
             try:
@@ -68,16 +72,21 @@ async def _follow_async(stream: Any, call: Call, hide_usage_chunk: bool) -> Asyn
 class _StreamProxy(wrapt.ObjectProxy):
     """What sync and async streams share: the call, the usage-chunk rule and the finalizer."""
 
-    def __init__(self, stream: Any, call: Call, hide_usage_chunk: bool) -> None:
+    ITERATION = ""  # the name of the stream's iteration method
+
+    def __init__(self, stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool = False) -> None:
+        """`passes_on`: the stream's iteration only passes on what its `_iterator` yields (the SDK's
+        own does), so the proxy iterates that itself: one generator step less a chunk."""
         super().__init__(stream)
         self._self_call = call
         self._self_hide_usage_chunk = hide_usage_chunk
+        self._self_passes_on = passes_on
         self._self_chunks: Any = None
 
     def _self_chunk_iterator(self, follow: Any) -> Any:
         if self._self_chunks is None:
-            call = self._self_call
-            self._self_chunks = follow(self.__wrapped__, call, self._self_hide_usage_chunk)
+            call, passes_on = self._self_call, self._self_passes_on
+            self._self_chunks = follow(self.__wrapped__, call, self._self_hide_usage_chunk, passes_on)
             weakref.finalize(self._self_chunks, call.end)
         return self._self_chunks
 
@@ -90,6 +99,8 @@ class _StreamProxy(wrapt.ObjectProxy):
 
 class StreamProxy(_StreamProxy):
     """Proxy for `openai.Stream`."""
+
+    ITERATION = "__iter__"
 
     def __iter__(self) -> Iterator[Any]:
         return self._self_chunk_iterator(_follow)
@@ -112,6 +123,8 @@ class StreamProxy(_StreamProxy):
 
 class AsyncStreamProxy(_StreamProxy):
     """Proxy for `openai.AsyncStream`."""
+
+    ITERATION = "__aiter__"
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._self_chunk_iterator(_follow_async)

@@ -13,6 +13,7 @@ import os
 import threading
 import weakref
 from collections.abc import Collection, Mapping
+from types import FunctionType
 from typing import Any
 
 import wrapt
@@ -76,6 +77,14 @@ def _read_headers(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any
     return wrapped(*args, **kwargs)
 
 
+def _sdk_function(function: Any) -> Any:
+    """`function` if it is the openai SDK's own plain function (not another tool's or a wrapper), else
+    None."""
+    if type(function) is FunctionType and function.__module__.startswith("openai."):
+        return function
+    return None
+
+
 class _Patch:
     """The two wrappers and what they share: starting the call and handling what the SDK returned."""
 
@@ -93,6 +102,11 @@ class _Patch:
 
         self.stream_types = {Stream: StreamProxy, AsyncStream: AsyncStreamProxy}
         self.stream_bases = tuple(self.stream_types)
+        # Each stream class's own iteration, while it is the SDK's: it passes on what `_iterator` yields.
+        # Another tool's (set on the class before or after this) is not, and the proxy goes through it.
+        self.passing_on = {
+            kind: _sdk_function(getattr(kind, proxy.ITERATION)) for kind, proxy in self.stream_types.items()
+        }
         self.raw_types = (LegacyAPIResponse, BaseAPIResponse)
         self.legacy_type = LegacyAPIResponse
         self.raw_response_header = RAW_RESPONSE_HEADER
@@ -249,11 +263,14 @@ class _Patch:
     def _returned(self, call: Call, result: Any, hide_usage_chunk: bool) -> Any:
         """Follow what the SDK returned: a model, a stream, or a raw response still to be parsed."""
         try:
-            proxy = self.stream_types.get(type(result))
-            if proxy is None and isinstance(result, self.stream_bases):
+            kind = type(result)
+            proxy = self.stream_types.get(kind)
+            if proxy is not None:
+                passes_on = getattr(kind, proxy.ITERATION) is self.passing_on[kind]
+                return proxy(result, call, hide_usage_chunk, passes_on)
+            if isinstance(result, self.stream_bases):
                 # A subclass of the SDK's stream: Logfire passes a new one per call as `stream_cls`.
                 proxy = next(kind for base, kind in self.stream_types.items() if isinstance(result, base))
-            if proxy is not None:
                 return proxy(result, call, hide_usage_chunk)
             if isinstance(result, self.raw_types):
                 return self._raw_response(call, result, hide_usage_chunk)
