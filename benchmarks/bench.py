@@ -891,6 +891,54 @@ def _stream_split(
     return per_chunk, added_short - per_chunk * len(short)
 
 
+def parsed_sdk_stream(stream_type: type, parsed_chunks: Any) -> Any:
+    """What `create(stream=True)` returns, its chunks already parsed: the SDK's iteration, no HTTP."""
+    stream = stream_type.__new__(stream_type)
+    stream._iterator = parsed_chunks
+    return stream
+
+
+def parsed_streams(client: openai.OpenAI) -> tuple[list, list]:
+    """A stream's parsed chunks, and the same with ten times its content chunks: what the longer adds
+    over the shorter is per chunk, the rest of what a stream adds is per stream (the proxy, its
+    generator and the call's start and end)."""
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options=STREAM_OPTIONS
+        )
+    )
+    return chunks, chunks[:1] + chunks[1:-2] * 10 + chunks[-2:]
+
+
+def stream_hook(chunks: list, follow: Callable[[Any], Any] | None) -> Callable[[], None]:
+    """Iterate an SDK stream of parsed `chunks`, through what `follow` returns for it when given (the
+    proxy the patch returns)."""
+    from openai import Stream
+
+    def iterate() -> None:
+        stream = parsed_sdk_stream(Stream, iter(chunks))
+        if follow is not None:
+            stream = follow(stream)
+        for _chunk in stream:
+            pass
+
+    return iterate
+
+
+def stream_proxy_of(telemetry: Any) -> Callable[[Any], Any]:
+    """What the openai patch returns for an SDK stream of a chat call it started, with `telemetry`."""
+    from otel_tokencost.instrumentation.openai import _Patch
+    from otel_tokencost.operations import CHAT_COMPLETIONS
+
+    patch, endpoint = _Patch(telemetry, True), telemetry.endpoint(IN_PROCESS_BASE_URL)
+    body = {"model": MODEL, "messages": MESSAGES, "stream": True}
+
+    def follow(stream: Any) -> Any:
+        return patch._returned(telemetry.start(endpoint, CHAT_COMPLETIONS, body), stream, False)
+
+    return follow
+
+
 def hooks_hot(repeats: int) -> dict[str, Any]:
     """The package's hooks timed in tight loops, without the SDK's call around them.
 
@@ -900,7 +948,7 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
     sync and async: an SDK stream of parsed chunks iterated through the proxy the patch returns for it,
     less the same stream iterated bare, split into what each chunk adds and what each stream does.
     """
-    from openai import AsyncStream, Stream
+    from openai import AsyncStream
     from openai._models import FinalRequestOptions
     from openai.types.chat import ChatCompletion
 
@@ -911,11 +959,8 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
 
     client = in_process_client()
     completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
-    chunks = list(
-        client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, stream=True, stream_options=STREAM_OPTIONS
-        )
-    )
+    streams = parsed_streams(client)
+    chunks = streams[0]
     options = FinalRequestOptions.construct(method="post", url="/chat/completions", json_data={})
     request_args = (ChatCompletion, options)
     body = {"model": MODEL, "messages": MESSAGES}
@@ -951,29 +996,10 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
     endpoint = own.endpoint(IN_PROCESS_BASE_URL)
     stream_body = {**body, "stream": True}
     own_patch = _Patch(own, True)
-
-    def sdk_stream(stream_type: type, parsed_chunks: Any) -> Any:
-        """What `create(stream=True)` returns, its chunks already parsed: the SDK's iteration, no HTTP."""
-        stream = stream_type.__new__(stream_type)
-        stream._iterator = parsed_chunks
-        return stream
-
-    # The same stream with ten times its content chunks: what the longer one adds over the short one
-    # is per chunk, the rest of what a stream adds is per stream (the proxy, its generator and the
-    # call's start and end).
-    streams = (chunks, chunks[:1] + chunks[1:-2] * 10 + chunks[-2:])
+    own_proxy = stream_proxy_of(own)
 
     def sync_stream(stream_chunks: list, proxied: bool) -> Callable[[], None]:
-        def iterate() -> None:
-            stream = sdk_stream(Stream, iter(stream_chunks))
-            if proxied:
-                stream = own_patch._returned(
-                    own.start(endpoint, CHAT_COMPLETIONS, stream_body), stream, False
-                )
-            for _chunk in stream:
-                pass
-
-        return iterate
+        return stream_hook(stream_chunks, own_proxy if proxied else None)
 
     def async_stream(stream_chunks: list, proxied: bool) -> Callable[[], None]:
         async def parsed() -> AsyncIterator[Any]:
@@ -981,7 +1007,7 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
                 yield chunk
 
         async def iterate() -> None:
-            stream = sdk_stream(AsyncStream, parsed())
+            stream = parsed_sdk_stream(AsyncStream, parsed())
             if proxied:
                 stream = own_patch._returned(
                     own.start(endpoint, CHAT_COMPLETIONS, stream_body), stream, False

@@ -6,15 +6,20 @@ mispredicted branches, under valgrind's callgrind.
 Timings on a shared machine move by 10-30% from run to run (bench.py); counts do not. Each case's calls
 run in phases, in one process under callgrind: bare, bare followed by the floor (the OpenTelemetry SDK's
 own work for one span and four histogram records, bench.py's floor), and instrumented; the floor also
-runs alone ("hot"). Each phase follows warm-up calls and a gc.collect(), and its counts are dumped apart
-from everything else (callgrind dumps at each `os.getppid()`, which nothing else here calls).
+runs alone ("hot"). Each variant runs twice, in mirrored order (bare, floor, instrumented, instrumented,
+floor, bare), so that drift along the run cancels out. Each phase follows warm-up calls and a
+gc.collect(), the collector is paused during it (where its passes fall is not the package's cost), and
+its counts are dumped apart from everything else (callgrind dumps at each `os.getppid()`, which nothing
+else here calls). Span ids come from a seeded generator, so two runs count the same.
 
 Per call: instructions (Ir), and a cycle estimate, KCachegrind's: Ir + 10 x (L1 misses + mispredicted
 branches) + 100 x last-level misses. The caches simulated are a current server core's, whatever the
 host: L1 of 32 KB for instructions and 48 KB for data, and a 2 MB L2 as the last level. "added" is
 instrumented minus bare, "floor in place" bare-then-floor minus bare, "x floor" their ratio and "x hot"
-added over the floor alone. A stream's chunks are counted by streaming 50 and 250 words: "per chunk" is
-the difference over the 50 extra chunks, the per-call part of a stream what remains.
+added over the floor alone. A stream's chunks are counted through the proxy alone, on an SDK stream of
+parsed chunks (53, and 503 with ten times the words: "per chunk" is the difference over the 450 extra
+chunks), since the SDK's own work on a chunk (~800,000 instructions here) moves by more than the proxy's
+from one phase to the next; "per stream besides" is what the in-process stream adds less 53 chunks.
 
 Needs valgrind (`apt-get install valgrind`). --check exits 1 when a regression guard fails: counts do not
 vary from run to run, so the guards sit about a third above what the package costs today.
@@ -40,12 +45,16 @@ from typing import Any
 # Simulated as a current server core's: L1 32 KB instructions and 48 KB data, L2 2 MB (the last level).
 CACHES = ("--I1=32768,8,64", "--D1=49152,12,64", "--LL=2097152,16,64")
 L1_MISS_CYCLES, LL_MISS_CYCLES, MISPREDICT_CYCLES = 10, 100, 10  # KCachegrind's cycle estimate
-SHORT_WORDS, LONG_WORDS = 50, 100  # a stream's words: chunks per stream are these plus 3
+STREAM = "in-process stream, 50 words"  # 53 chunks: role, 50 words, finish, usage
+STREAM_CHUNKS = 53
+# The stream's parsed chunks, and with ten times its words, through the proxy alone: per chunk.
+HOOK_SHORT, HOOK_LONG = "stream hook alone, 53 chunks", "stream hook alone, 503 chunks"
+LONG_HOOK_CHUNKS = 503
 
 # Regression guards (--check): counts are exact, so these catch a 30% regression, not a tenfold one.
 GUARD_X_FLOOR = 1.4  # instructions added per call over the floor's in place (1.06-1.18 today)
 GUARD_OWN_X_FLOOR = 0.2  # the package's own code (no-op providers) over the floor in place (0.15)
-GUARD_CHUNK_IR = 6_000  # instructions added per stream chunk (4,300)
+GUARD_CHUNK_IR = 4_000  # instructions added per stream chunk (3,100)
 GUARD_NON_LLM_IR = 25_000  # instructions added to a `requests` call to any other URL (16,000-18,000)
 
 
@@ -89,7 +98,9 @@ class Counts:
         )
 
     def __truediv__(self, divisor: float) -> Counts:
-        return self * (1 / divisor)
+        return Counts(
+            self.ir / divisor, self.l1_misses / divisor, self.ll_misses / divisor, self.mispredicts / divisor
+        )
 
     def as_dict(self) -> dict[str, float]:
         return {**asdict(self), "cycles": self.cycles}
@@ -140,13 +151,24 @@ def build_cases(steps: list) -> list[Case]:
     """The cases; a stream call appends its chunks' timings to `steps`."""
     import bench
 
-    in_process = bench.openai_calls(bench.in_process_client(), steps)
-    long_body = bench.sse_body(LONG_WORDS)
+    from otel_tokencost.telemetry import Telemetry
 
-    def long_answer(request: Any) -> Any:
-        return bench.httpx_module.Response(200, content=long_body, headers=bench.SSE_HEADERS)
+    client = bench.in_process_client()
+    in_process = bench.openai_calls(client, steps)
+    proxy_of = bench.stream_proxy_of(Telemetry.from_config(bench.tracer_provider, bench.meter_provider))
 
-    long_stream = bench.openai_calls(bench.in_process_client(long_answer), steps)["stream"]
+    def stream_hook(name: str, chunks: list) -> Case:
+        """An SDK stream of parsed chunks, bare or through the proxy the patch returns for it."""
+        bare, proxied = bench.stream_hook(chunks, None), bench.stream_hook(chunks, proxy_of)
+        current = [bare]
+        return Case(
+            name,
+            lambda: current[0](),
+            lambda: current.__setitem__(0, proxied),
+            lambda: current.__setitem__(0, bare),
+        )
+
+    short, long = bench.parsed_streams(client)
     session = bench.StubSession()
     headers = {"Authorization": f"Bearer {bench.API_KEY}"}
     chat_body = {"model": bench.MODEL, "messages": bench.MESSAGES}
@@ -162,8 +184,9 @@ def build_cases(steps: list) -> list[Case]:
     cases = [
         Case("in-process chat", in_process["chat"], on, off, with_floor=True),
         Case("in-process embeddings", in_process["embeddings"], on, off, with_floor=True),
-        Case(f"in-process stream, {SHORT_WORDS} words", in_process["stream"], on, off),
-        Case(f"in-process stream, {LONG_WORDS} words", long_stream, on, off),
+        Case(STREAM, in_process["stream"], on, off),
+        stream_hook(HOOK_SHORT, short),
+        stream_hook(HOOK_LONG, long),
         Case("requests wrapper alone, chat", requests_chat, on, off, with_floor=True),
         Case("requests wrapper alone, non-LLM", requests_other, on, off),
         Case("in-process chat, no-op providers", in_process["chat"], bench.own_code_on, off),
@@ -183,18 +206,7 @@ def build_cases(steps: list) -> list[Case]:
 
         cases += [
             Case("openai-v2: in-process chat", in_process["chat"], v2_on, v2_off),
-            Case(
-                f"openai-v2: in-process stream, {SHORT_WORDS} words",
-                in_process["stream"],
-                v2_on,
-                v2_off,
-            ),
-            Case(
-                f"openai-v2: in-process stream, {LONG_WORDS} words",
-                long_stream,
-                v2_on,
-                v2_off,
-            ),
+            Case(f"openai-v2: {STREAM}", in_process["stream"], v2_on, v2_off),
         ]
     return cases
 
@@ -339,14 +351,12 @@ def rows(counts: dict[str, dict[str, Counts]]) -> list[Row]:
     return found
 
 
-def per_chunk(by_name: dict[str, Row], prefix: str = "") -> tuple[Counts, Counts] | None:
-    """What a stream adds per chunk, and per stream besides (the call's start and end)."""
-    short = by_name.get(f"{prefix}in-process stream, {SHORT_WORDS} words")
-    long = by_name.get(f"{prefix}in-process stream, {LONG_WORDS} words")
-    if short is None or long is None:
-        return None
-    chunk = (long.added - short.added) / (LONG_WORDS - SHORT_WORDS)
-    return chunk, short.added - chunk * (SHORT_WORDS + 3)
+def stream_split(by_name: dict[str, Row]) -> tuple[Counts, Counts]:
+    """What a stream adds per chunk (the proxy alone: the longer stream over the shorter), and per
+    stream besides (the call's start and end, the proxy and its generator)."""
+    short, long = by_name[HOOK_SHORT], by_name[HOOK_LONG]
+    chunk = (long.added - short.added) / (LONG_HOOK_CHUNKS - STREAM_CHUNKS)
+    return chunk, by_name[STREAM].added - chunk * STREAM_CHUNKS
 
 
 def table(found: list[Row]) -> str:
@@ -445,16 +455,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table(found))
     streams = {}
-    for label, prefix in (("otel_tokencost", ""), ("openai-v2", "openai-v2: ")):
-        stream = per_chunk(by_name, prefix)
-        if stream is not None:
-            chunk, per_stream = stream
-            streams[label] = {"per_chunk": chunk.as_dict(), "per_stream": per_stream.as_dict()}
-            print(
-                f"{label} stream: {chunk.ir:,.0f} Ir ({chunk.cycles:,.0f} cycles) per chunk, "
-                f"{per_stream.ir:,.0f} Ir ({per_stream.cycles:,.0f} cycles) per stream besides"
-            )
-    checks = [] if options.only else guards(by_name, per_chunk(by_name)[0])
+    if {STREAM, HOOK_SHORT, HOOK_LONG} <= set(by_name):
+        chunk, per_stream = stream_split(by_name)
+        streams = {"per_chunk": chunk.as_dict(), "per_stream": per_stream.as_dict()}
+        print(
+            f"stream: {chunk.ir:,.0f} Ir ({chunk.cycles:,.0f} cycles) per chunk, "
+            f"{per_stream.ir:,.0f} Ir ({per_stream.cycles:,.0f} cycles) per stream besides"
+        )
+    checks = [] if options.only else guards(by_name, stream_split(by_name)[0])
     print("guards:" if checks else "no guards checked (--only)")
     for guard in checks:
         print(

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from prometheus_server import require_tool
 
 COUNTS = Path(__file__).resolve().parent.parent / "benchmarks" / "counts.py"
@@ -14,7 +16,8 @@ WITH_FLOOR = ("in-process chat", "in-process embeddings", "requests wrapper alon
 CASES = (
     *WITH_FLOOR,
     "in-process stream, 50 words",
-    "in-process stream, 100 words",
+    "stream hook alone, 53 chunks",
+    "stream hook alone, 503 chunks",
     "requests wrapper alone, non-LLM",
     "in-process chat, no-op providers",
 )
@@ -45,10 +48,10 @@ def test_counted_benchmark_passes_its_guards(tmp_path: Path) -> None:
         case = cases[name]
         assert case["floor_in_place"]["ir"] > 0, name
         assert case["added_x_floor_ir"] == case["added"]["ir"] / case["floor_in_place"]["ir"], name
-    # A stream's chunks are counted apart from its start and end: 50 more words, 50 more chunks.
-    stream = data["streams"]["otel_tokencost"]
-    short, long = cases["in-process stream, 50 words"], cases["in-process stream, 100 words"]
-    assert stream["per_chunk"]["ir"] == (long["added"]["ir"] - short["added"]["ir"]) / 50
+    # A stream's chunks are counted through the proxy alone: 450 more chunks in the longer stream.
+    stream = data["streams"]
+    short, long = cases["stream hook alone, 53 chunks"], cases["stream hook alone, 503 chunks"]
+    assert stream["per_chunk"]["ir"] == pytest.approx((long["added"]["ir"] - short["added"]["ir"]) / 450)
     assert 0 < stream["per_chunk"]["ir"] < stream["per_stream"]["ir"]
     assert data["guards"] and all(guard["ok"] for guard in data["guards"])
     assert "counts per call under callgrind" in done.stdout
