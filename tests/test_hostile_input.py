@@ -168,6 +168,25 @@ def test_a_chunk_reads_the_same_as_a_dict_an_sdk_model_or_any_object() -> None:
         assert outcome.usage == Usage(5, 7), shape
 
 
+def test_every_choice_of_a_chunk_is_read_whether_one_or_several() -> None:
+    """A chunk of one SDK choice is read on its own short path, several choices (`n=2`) on the general."""
+    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    two = [
+        {"index": 0, "delta": {}, "finish_reason": "stop"},
+        {"index": 1, "delta": {}, "finish_reason": "length"},
+    ]
+    chunks = [
+        {**base, "choices": [{"index": 1, "delta": {"content": "hi"}, "finish_reason": None}]},
+        {**base, "choices": two},
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]},
+    ]
+    for shaped in (chunks, [ChatCompletionChunk.model_validate(chunk) for chunk in chunks]):
+        outcome = Outcome()
+        assert [CHAT_COMPLETIONS.read_chunk(outcome, chunk) for chunk in shaped] == [False] * 3
+        assert outcome.finish_reasons == ["stop", "length", "content_filter"]
+        assert outcome.response_model == "m"
+
+
 class FakeTelemetry(Telemetry):
     """A real engine on the API's no-op providers: nothing exported, everything computed."""
 

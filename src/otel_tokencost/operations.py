@@ -204,7 +204,6 @@ def _take_usage(outcome: Outcome, usage: Any) -> None:
 def _finish_reasons(outcome: Outcome, choices: Any) -> bool:
     """Note the choices' finish reasons (a bounded number); True when one finished here."""
     finished = False
-    reasons = outcome.finish_reasons
     for choice in choices:
         if type(choice) is dict:
             reason = choice.get("finish_reason")
@@ -215,9 +214,13 @@ def _finish_reasons(outcome: Outcome, choices: Any) -> bool:
                 reason = get(choice, "finish_reason")
         if reason:
             finished = True
-            if len(reasons) < MAX_FINISH_REASONS:
-                reasons.append(str(reason))
+            _note_reason(outcome, reason)
     return finished
+
+
+def _note_reason(outcome: Outcome, reason: Any) -> None:
+    if len(outcome.finish_reasons) < MAX_FINISH_REASONS:
+        outcome.finish_reasons.append(str(reason))
 
 
 def _read_choices(outcome: Outcome, body: Any) -> None:
@@ -254,20 +257,36 @@ def _read_response(outcome: Outcome, body: Any) -> None:
 
 
 def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
-    """Read one Chat Completions / Completions chunk; True when it is the usage-only chunk."""
+    """Read one Chat Completions / Completions chunk; True when it is the usage-only chunk.
+
+    Runs for every chunk, so the common one (an SDK model, one choice, not finished) costs two field
+    reads and one more for its choice, and no call: each read of an SDK model's field is ~400
+    instructions, since its class defines `__getattr__` (Python 3.11 specializes none of them).
+    """
     if type(chunk) is dict:
-        model, choices, usage = chunk.get("model"), chunk.get("choices"), chunk.get("usage")
+        choices, usage = chunk.get("choices"), chunk.get("usage")
     else:
         try:  # an SDK model's declared fields: plain attributes, the cheapest read for every chunk
-            model, choices, usage = chunk.model, chunk.choices, chunk.usage
+            choices, usage = chunk.choices, chunk.usage
         except AttributeError:
             members = fields(chunk)
-            model, choices, usage = members.get("model"), members.get("choices"), members.get("usage")
+            choices, usage = members.get("choices"), members.get("usage")
     if not outcome.response_model:  # Azure's first chunk (content filter results) may have no model
-        outcome.response_model = model
+        outcome.response_model = get(chunk, "model")
         outcome.response_id = get(chunk, "id")
         outcome.service_tier = _tier(get(chunk, "service_tier"))
-    finished = _finish_reasons(outcome, choices) if choices else False
+    finished = False
+    if choices:
+        if type(choices) is list and len(choices) == 1 and type(choices[0]) is not dict:
+            try:
+                reason = choices[0].finish_reason
+            except AttributeError:
+                reason = get(choices[0], "finish_reason")
+            if reason:
+                finished = True
+                _note_reason(outcome, reason)
+        else:
+            finished = _finish_reasons(outcome, choices)
     if usage is None:
         if not finished:
             return False
