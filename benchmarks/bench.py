@@ -1196,6 +1196,25 @@ class Guard:
         return self.value <= self.limit
 
 
+def print_guards(checks: list[Guard]) -> None:
+    print("guards:")
+    for guard in checks:
+        print(
+            f"  {'ok  ' if guard.ok else 'FAIL'} {guard.name}: {guard.value:,.2f} (limit {guard.limit:,.2f})"
+        )
+
+
+def conclude(document: dict[str, Any], checks: list[Guard], json_path: str | None, check: bool) -> int:
+    """Write the report (with the guards) to `json_path` when given; 1 when `check` and a guard failed."""
+    if json_path:
+        document = {**document, "guards": [{**asdict(guard), "ok": guard.ok} for guard in checks]}
+        Path(json_path).write_text(json.dumps(document, indent=2) + "\n")
+    if check and not all(guard.ok for guard in checks):
+        print("regression guard failed", file=sys.stderr)
+        return 1
+    return 0
+
+
 def guards(
     by_name: dict[str, Result], mem: dict[str, Any], imports: dict[str, Any], refs: dict, hot: dict
 ) -> list[Guard]:
@@ -1247,14 +1266,19 @@ def guards(
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def benchmark_parser(description: str, quick: str) -> argparse.ArgumentParser:
+    """The options every benchmark script takes: --quick (what it does: `quick`), --json, --check."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and calls (CI)")
-    parser.add_argument("--json", metavar="PATH", help="write every number to PATH")
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--json", metavar="PATH", help="write every figure to PATH")
     parser.add_argument("--check", action="store_true", help="exit 1 when a regression guard fails")
-    options = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = benchmark_parser(__doc__, "fewer rounds and calls (CI)").parse_args(argv)
     rounds, round_seconds = (21, 0.03) if options.quick else (41, 0.08)
     memory_calls, traced_calls = (20_000, 1_000) if options.quick else (100_000, 3_000)
     import_runs = 5 if options.quick else 9
@@ -1328,31 +1352,24 @@ def main(argv: list[str] | None = None) -> int:
 
     by_name = {result.name: result for result in results}
     checks = guards(by_name, mem, imports, refs, hot)
-    print("\nguards:")
-    for guard in checks:
-        print(f"  {'ok  ' if guard.ok else 'FAIL'} {guard.name}: {guard.value:.2f} (limit {guard.limit:.2f})")
+    print()
+    print_guards(checks)
     elapsed = time.perf_counter() - started
     print(f"\n{'quick' if options.quick else 'full'} run: {elapsed:.0f} s")
 
-    if options.json:
-        document = {
-            "machine": info,
-            "quick": options.quick,
-            "floor": asdict(floor),
-            "cases": {result.name: asdict(result) for result in results},
-            "openai_v2": {"available": v2_reason is None, "reason": v2_reason},
-            "hooks_hot": hot,
-            "references": refs,
-            "memory": mem,
-            "import": imports,
-            "guards": [{**asdict(guard), "ok": guard.ok} for guard in checks],
-            "seconds": round(elapsed, 1),
-        }
-        Path(options.json).write_text(json.dumps(document, indent=2) + "\n")
-    if options.check and not all(guard.ok for guard in checks):
-        print("regression guard failed", file=sys.stderr)
-        return 1
-    return 0
+    document = {
+        "machine": info,
+        "quick": options.quick,
+        "floor": asdict(floor),
+        "cases": {result.name: asdict(result) for result in results},
+        "openai_v2": {"available": v2_reason is None, "reason": v2_reason},
+        "hooks_hot": hot,
+        "references": refs,
+        "memory": mem,
+        "import": imports,
+        "seconds": round(elapsed, 1),
+    }
+    return conclude(document, checks, options.json, options.check)
 
 
 if __name__ == "__main__":

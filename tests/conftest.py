@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import genai_prices
 import openai
@@ -146,3 +151,18 @@ def genai_cost(
 
 def as_float(amount: Decimal) -> float:
     return float(amount)
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run_benchmark(script: str, report: Path, timeout: float) -> tuple[dict[str, Any], str]:
+    """Run `benchmarks/<script> --quick --check`; its JSON report and what it printed, once it passed."""
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", "--check", "--json", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return json.loads(report.read_text()), done.stdout

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+from conftest import run_benchmark
+
 CASES = (
     "in-process chat",
     "in-process stream",
@@ -33,15 +31,7 @@ PRECISE = ("in-process chat", "in-process stream", "in-process embeddings", "req
 
 
 def test_quick_benchmark_passes_its_guards(tmp_path: Path) -> None:
-    report = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--check", "--json", str(report)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    data = json.loads(report.read_text())
+    data, _printed = run_benchmark("bench.py", tmp_path / "bench.json", timeout=600)
 
     floor = data["floor"]
     assert floor["instrumented_us"] > 0 and floor["added_us"] > 0

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import run_benchmark
 from prometheus_server import require_tool
 
-COUNTS = Path(__file__).resolve().parent.parent / "benchmarks" / "counts.py"
 WITH_FLOOR = ("in-process chat", "in-process embeddings", "requests wrapper alone, chat")
 CASES = (
     *WITH_FLOOR,
@@ -26,15 +23,7 @@ CASES = (
 def test_counted_benchmark_passes_its_guards(tmp_path: Path) -> None:
     require_tool("valgrind", "valgrind")
     require_tool("callgrind_control", "valgrind")
-    report = tmp_path / "counts.json"
-    done = subprocess.run(
-        [sys.executable, str(COUNTS), "--quick", "--check", "--json", str(report)],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    data = json.loads(report.read_text())
+    data, printed = run_benchmark("counts.py", tmp_path / "counts.json", timeout=1200)
 
     hot = data["hot_floor"]
     assert hot["ir"] > 0 and hot["cycles"] > hot["ir"]  # misses and mispredictions cost on top
@@ -54,4 +43,4 @@ def test_counted_benchmark_passes_its_guards(tmp_path: Path) -> None:
     assert stream["per_chunk"]["ir"] == pytest.approx((long["added"]["ir"] - short["added"]["ir"]) / 450)
     assert 0 < stream["per_chunk"]["ir"] < stream["per_stream"]["ir"]
     assert data["guards"] and all(guard["ok"] for guard in data["guards"])
-    assert "counts per call under callgrind" in done.stdout
+    assert "counts per call under callgrind" in printed
