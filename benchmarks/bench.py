@@ -171,8 +171,8 @@ CHAT_BODY = _dumps(
 )
 
 
-def sse_body(content_chunks: int = CONTENT_CHUNKS) -> bytes:
-    """A chat completion streamed as OpenAI streams it: role, `content_chunks` words, finish, usage."""
+def _sse_body() -> bytes:
+    """A chat completion streamed as OpenAI streams it: role, CONTENT_CHUNKS words, finish, usage."""
     base = {
         "id": "chatcmpl-bench",
         "object": "chat.completion.chunk",
@@ -186,13 +186,13 @@ def sse_body(content_chunks: int = CONTENT_CHUNKS) -> bytes:
         return {**base, "choices": [choice], "usage": None}
 
     events = [chunk({"role": "assistant", "content": ""})]
-    events += [chunk({"content": f"word{index} "}) for index in range(content_chunks)]
+    events += [chunk({"content": f"word{index} "}) for index in range(CONTENT_CHUNKS)]
     events.append(chunk({}, "stop"))
     events.append({**base, "choices": [], "usage": USAGE})
     return b"".join(b"data: " + _dumps(event) + b"\n\n" for event in events) + b"data: [DONE]\n\n"
 
 
-SSE_BODY = sse_body()
+SSE_BODY = _sse_body()
 VECTOR = [(byte - 128) / 128 for byte in range(0, 256, 32)]  # 8 floats, exact in float32
 
 
@@ -448,9 +448,8 @@ def openai_calls(
     return {"chat": chat, "stream": stream, "embeddings": embeddings}
 
 
-def in_process_client(handler: Callable[[Any], Any] = _mock_handler) -> openai.OpenAI:
-    """A client whose transport hands each request to `handler` (the canned answers by default)."""
-    http_client = httpx_module.Client(transport=httpx_module.MockTransport(handler))
+def in_process_client() -> openai.OpenAI:
+    http_client = httpx_module.Client(transport=httpx_module.MockTransport(_mock_handler))
     return openai.OpenAI(
         api_key=API_KEY, base_url=IN_PROCESS_BASE_URL, max_retries=0, http_client=http_client
     )
@@ -995,7 +994,6 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
 
     endpoint = own.endpoint(IN_PROCESS_BASE_URL)
     stream_body = {**body, "stream": True}
-    own_patch = _Patch(own, True)
     own_proxy = stream_proxy_of(own)
 
     def sync_stream(stream_chunks: list, proxied: bool) -> Callable[[], None]:
@@ -1009,9 +1007,7 @@ def hooks_hot(repeats: int) -> dict[str, Any]:
         async def iterate() -> None:
             stream = parsed_sdk_stream(AsyncStream, parsed())
             if proxied:
-                stream = own_patch._returned(
-                    own.start(endpoint, CHAT_COMPLETIONS, stream_body), stream, False
-                )
+                stream = own_proxy(stream)
             async for _chunk in stream:
                 pass
 

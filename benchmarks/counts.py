@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import operator
 import os
 import random
 import shutil
@@ -38,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,12 @@ import bench
 # Simulated as a current server core's: L1 32 KB instructions and 48 KB data, L2 2 MB (the last level).
 CACHES = ("--I1=32768,8,64", "--D1=49152,12,64", "--LL=2097152,16,64")
 L1_MISS_CYCLES, LL_MISS_CYCLES, MISPREDICT_CYCLES = 10, 100, 10  # KCachegrind's cycle estimate
-STREAM = "in-process stream, 50 words"  # 53 chunks: role, 50 words, finish, usage
-STREAM_CHUNKS = 53
-# The stream's parsed chunks, and with ten times its words, through the proxy alone: per chunk.
-HOOK_SHORT, HOOK_LONG = "stream hook alone, 53 chunks", "stream hook alone, 503 chunks"
-LONG_HOOK_CHUNKS = 503
+STREAM = f"in-process stream, {bench.CONTENT_CHUNKS} words"  # and role, finish and usage chunks
+# The stream's parsed chunks, and with ten times its words (bench.parsed_streams), through the proxy
+# alone: per chunk.
+LONG_STREAM_CHUNKS = bench.STREAM_CHUNKS + 9 * bench.CONTENT_CHUNKS
+HOOK_SHORT = f"stream hook alone, {bench.STREAM_CHUNKS} chunks"
+HOOK_LONG = f"stream hook alone, {LONG_STREAM_CHUNKS} chunks"
 
 # Regression guards (--check): counts are exact, so these catch a 30% regression, not a tenfold one.
 GUARD_X_FLOOR = 1.4  # instructions added per call over the floor's in place (1.06-1.18 today)
@@ -78,31 +80,17 @@ class Counts:
             + LL_MISS_CYCLES * self.ll_misses
         )
 
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(*map(operator.add, astuple(self), astuple(other)))
+
     def __sub__(self, other: Counts) -> Counts:
-        return Counts(
-            self.ir - other.ir,
-            self.l1_misses - other.l1_misses,
-            self.ll_misses - other.ll_misses,
-            self.mispredicts - other.mispredicts,
-        )
+        return Counts(*map(operator.sub, astuple(self), astuple(other)))
 
     def __mul__(self, factor: float) -> Counts:
-        return Counts(
-            self.ir * factor, self.l1_misses * factor, self.ll_misses * factor, self.mispredicts * factor
-        )
-
-    def __add__(self, other: Counts) -> Counts:
-        return Counts(
-            self.ir + other.ir,
-            self.l1_misses + other.l1_misses,
-            self.ll_misses + other.ll_misses,
-            self.mispredicts + other.mispredicts,
-        )
+        return Counts(*(value * factor for value in astuple(self)))
 
     def __truediv__(self, divisor: float) -> Counts:
-        return Counts(
-            self.ir / divisor, self.l1_misses / divisor, self.ll_misses / divisor, self.mispredicts / divisor
-        )
+        return Counts(*(value / divisor for value in astuple(self)))
 
     def as_dict(self) -> dict[str, float]:
         return {**asdict(self), "cycles": self.cycles}
@@ -349,8 +337,8 @@ def stream_split(by_name: dict[str, Row]) -> tuple[Counts, Counts]:
     """What a stream adds per chunk (the proxy alone: the longer stream over the shorter), and per
     stream besides (the call's start and end, the proxy and its generator)."""
     short, long = by_name[HOOK_SHORT], by_name[HOOK_LONG]
-    chunk = (long.added - short.added) / (LONG_HOOK_CHUNKS - STREAM_CHUNKS)
-    return chunk, by_name[STREAM].added - chunk * STREAM_CHUNKS
+    chunk = (long.added - short.added) / (LONG_STREAM_CHUNKS - bench.STREAM_CHUNKS)
+    return chunk, by_name[STREAM].added - chunk * bench.STREAM_CHUNKS
 
 
 def table(found: list[Row]) -> str:
