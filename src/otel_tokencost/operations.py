@@ -298,6 +298,11 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
     return not choices
 
 
+def is_usage_chunk(chunk: Any) -> bool:
+    """Whether a chunk is a usage-only one (usage, no choices), what `include_usage` adds to a stream."""
+    return not get(chunk, "choices") and get(chunk, "usage") is not None
+
+
 def _read_response_event(outcome: Outcome, event: Any) -> bool:
     """Read one Responses API stream event (never hidden: Responses always reports usage)."""
     if get(event, "type") in RESPONSE_EVENTS_WITH_BODY:

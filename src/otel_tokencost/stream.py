@@ -19,6 +19,7 @@ from typing import Any
 import wrapt
 
 from .engine import Call, report_internal_error
+from .operations import is_usage_chunk
 
 # The generators hold the stream and the call but never the proxy: no reference cycle, so whichever
 # of proxy and generator is dropped last ends the span at once. `for chunk in create(stream=True)`
@@ -35,7 +36,8 @@ def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool) ->
                 if read(outcome, chunk) and hide_usage_chunk:
                     continue  # the usage chunk the instrumentation asked for, not the user
             except Exception:
-                report_internal_error("reading a stream chunk")
+                if _hidden_after_failure(chunk, hide_usage_chunk):
+                    continue
             yield chunk
     except GeneratorExit:
         call.end()  # closed or collected before the end: not an error of the call
@@ -58,7 +60,8 @@ async def _follow_async(
                 if read(outcome, chunk) and hide_usage_chunk:
                     continue
             except Exception:
-                report_internal_error("reading a stream chunk")
+                if _hidden_after_failure(chunk, hide_usage_chunk):
+                    continue
             yield chunk
     except GeneratorExit:
         call.end()
@@ -67,6 +70,17 @@ async def _follow_async(
         call.end(error)
         raise
     call.end()
+
+
+def _hidden_after_failure(chunk: Any, hide_usage_chunk: bool) -> bool:
+    """Report the reader's failure on a chunk; True when the chunk is still to be hidden: the usage
+    chunk asked for on the user's behalf reaches the user no more than when the reader works."""
+    report_internal_error("reading a stream chunk")
+    try:
+        return hide_usage_chunk and is_usage_chunk(chunk)
+    except Exception:
+        report_internal_error("recognizing a usage chunk")
+        return False
 
 
 class _StreamProxy(wrapt.ObjectProxy):
