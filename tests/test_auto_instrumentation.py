@@ -119,13 +119,23 @@ def run_script(script: str, server) -> dict:
 def test_instrumenting_imports_neither_library_and_patches_each_when_the_app_does(server) -> None:
     result = run_script(
         """
+        def imported():
+            return sorted(name for name in ("openai", "requests", "genai_prices") if name in sys.modules)
+
         otel_tokencost.instrument(tracer_provider=provider)
-        imported = sorted(name for name in ("openai", "requests") if name in sys.modules)
-        print(json.dumps({"imported by instrument()": imported, "spans": calls()}))
+        by_instrument = imported()
+        import requests
+        with_requests = imported()
+        import openai
+        print(json.dumps({"imported by instrument()": by_instrument, "with requests": with_requests,
+                          "with openai": imported(), "spans": calls()}))
         """,
         server,
     )
     assert result["imported by instrument()"] == []
+    # The prices load with the openai SDK, not in its first call; `requests` alone does not load them.
+    assert result["with requests"] == ["requests"]
+    assert result["with openai"] == ["genai_prices", "openai", "requests"]
     assert result["spans"] == [
         ["chat gpt-4o-mini", float(genai_cost("gpt-4o-mini", 2000, 150))],
         ["chat gpt-4o", float(genai_cost("gpt-4o", 2000, 150))],

@@ -1082,6 +1082,30 @@ def test_internal_failure_never_reaches_the_app(instrumented, client, monkeypatc
     assert "pricing failed" in caplog.text
 
 
+def test_a_failure_loading_the_prices_never_reaches_the_app(telemetry, client, monkeypatch, caplog) -> None:
+    from otel_tokencost import OpenAIInstrumentor
+    from otel_tokencost.pricing import Pricer
+
+    monkeypatch.setenv("OTEL_TOKENCOST_STRICT", "0")
+    monkeypatch.setattr(Pricer, "preload", lambda self: 1 / 0)
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        skip_dep_check=True,
+    )
+    try:
+        result = client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(3, 4)
+        )
+    finally:
+        instrumentor.uninstrument()
+    assert result.usage.completion_tokens == 4
+    assert "loading genai-prices failed; the app is unaffected" in caplog.text
+    assert "patching openai failed" not in caplog.text  # the patch is in place: the call is measured
+    assert_priced(telemetry.span(), "gpt-4o-mini", 3, 4)  # by the lookup the call makes itself
+
+
 @pytest.mark.parametrize("asked", [True, False], ids=["usage-asked", "usage-not-asked"])
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_a_failure_reading_a_stream_chunk_never_reaches_the_app(

@@ -15,7 +15,7 @@ from opentelemetry.trace import Tracer
 
 from . import names
 from .budgets import Budget, Budgets
-from .engine import IN_CALL, SUPPRESS_KEY, SUPPRESS_KEY_PLAIN, Call
+from .engine import IN_CALL, SUPPRESS_KEY, SUPPRESS_KEY_PLAIN, Call, report_internal_error
 from .instruments import Instruments
 from .operations import Operation
 from .pricing import Pricer, PricesFileError, load
@@ -86,6 +86,14 @@ class Telemetry:
             kwargs.get("prices"),
             kwargs.get("budgets", ()),
         )
+
+    def preload_prices(self) -> None:
+        """Load genai-prices now rather than in the first call priced; a failure is logged and left
+        for that call to meet again."""
+        try:
+            self.pricer.preload()
+        except Exception:
+            report_internal_error("loading genai-prices")
 
     def endpoint(self, base_url: str) -> Endpoint:
         """What a base URL tells (provider name, server address), the prices file included."""

@@ -49,6 +49,10 @@ class OpenAIInstrumentor(BaseInstrumentor):
             patch = _Patch(telemetry, inject_usage)
             wrapt.wrap_function_wrapper("openai._base_client", "SyncAPIClient.request", patch.sync_request)
             wrapt.wrap_function_wrapper("openai._base_client", "AsyncAPIClient.request", patch.async_request)
+            # An app that imports the SDK makes calls: the prices load beside its import (a twentieth
+            # of it), not in the first call. (An app may import `requests` for anything else: its first
+            # call priced loads them.)
+            telemetry.preload_prices()
 
         self._patching = PatchOnImport("openai", apply)
 

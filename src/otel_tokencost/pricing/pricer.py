@@ -100,6 +100,10 @@ class Pricer:
         self._url_providers: dict[str, tuple[FileProvider | None, str | None]] = {}
         self._lock = threading.Lock()
 
+    def preload(self) -> None:
+        """Load what pricing a call needs and may not have loaded yet (genai-prices' data)."""
+        genai.preload()
+
     def price(
         self,
         base_url: str,
