@@ -35,8 +35,10 @@ what watching a raw `requests` stream's SSE body adds per event, fed one event p
 
 Then: whether responses and streams are released once the app drops them (weak references), RSS over
 many instrumented calls (tracemalloc off; then a short traced run for the Python heap), and the import
-time of otel_tokencost (`-X importtime` in fresh interpreters, alone and after openai) and what
-`instrument()` takes in a fresh interpreter (which must import neither openai nor requests).
+time of otel_tokencost (`-X importtime` in fresh interpreters, alone and after openai), what
+`instrument()` takes in a fresh interpreter (which must import neither openai nor requests), and how
+much longer a process's first instrumented call takes than the next ones (the SDK's own first call
+made before instrumenting).
 
 "requests wrapper alone" calls `Session.post` on a session whose transport adapter answers from memory
 and which prepares each request once: what remains is the two patched methods, so their cost stands out
@@ -122,6 +124,7 @@ GUARD_NON_LLM_US = 20.0
 GUARD_MEMORY_MB = 30.0
 GUARD_IMPORT_MS = 150.0
 GUARD_INSTRUMENT_MS = 600.0
+GUARD_FIRST_CALL_MS = 20.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1089,6 +1092,34 @@ def _instrument_ms(env: dict[str, str]) -> float:
     return float(fields[0])
 
 
+FIRST_CALL_CODE = """
+import sys, time
+sys.path.insert(0, {directory!r})
+import bench, otel_tokencost
+
+client = bench.in_process_client()
+call = lambda: client.chat.completions.create(model=bench.MODEL, messages=bench.MESSAGES)
+call()  # the SDK's own first call
+otel_tokencost.instrument(tracer_provider=bench.tracer_provider, meter_provider=bench.meter_provider)
+times = []
+for _ in range(4):
+    start = time.perf_counter()
+    call()
+    times.append((time.perf_counter() - start) * 1e3)
+print(times[0] - min(times[1:]), bench.exporter.last.attributes["gen_ai.usage.cost.amount"])
+"""
+
+
+def _first_call_ms(env: dict[str, str]) -> float:
+    """What the first instrumented call of a process adds to the next ones: the SDK imported, then
+    instrumented, as under `opentelemetry-instrument`."""
+    code = FIRST_CALL_CODE.format(directory=os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the first-call script failed:\n{done.stdout}{done.stderr}")
+    return float(done.stdout.split()[0])
+
+
 def import_time(runs: int) -> dict[str, Any]:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -1100,8 +1131,11 @@ def import_time(runs: int) -> dict[str, Any]:
     alone = [_import_ms("import otel_tokencost", env) for _ in range(runs)]
     after_openai = [_import_ms("import openai; import otel_tokencost", env) for _ in range(runs)]
     instrument = [_instrument_ms(env) for _ in range(runs)]
+    first_call = [_first_call_ms(env) for _ in range(runs)]
     return {
         "runs": runs,
+        "first_call_extra_ms": round(statistics.median(first_call), 2),
+        "first_call_extra_runs_ms": first_call,
         "instrument_ms": round(statistics.median(instrument), 1),
         "instrument_runs_ms": instrument,
         "otel_tokencost_ms": round(statistics.median(alone), 2),
@@ -1257,6 +1291,7 @@ def guards(
         Guard("RSS growth MB", mem["rss_growth_mb"], GUARD_MEMORY_MB),
         Guard("import otel_tokencost ms", imports["otel_tokencost_ms"], GUARD_IMPORT_MS),
         Guard("instrument() in an empty interpreter ms", imports["instrument_ms"], GUARD_INSTRUMENT_MS),
+        Guard("first instrumented call, extra ms", imports["first_call_extra_ms"], GUARD_FIRST_CALL_MS),
         Guard("responses alive after return and gc", refs["alive_after_gc"], 0),
         Guard("missing spans of the released calls", refs["expected_spans"] - refs["spans"], 0),
     ]
@@ -1343,7 +1378,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"import otel_tokencost: {imports['otel_tokencost_ms']:.1f} ms alone, "
         f"{imports['otel_tokencost_after_openai_ms']:.1f} ms after openai (median of {imports['runs']}); "
-        f"instrument() in an empty interpreter {imports['instrument_ms']:.0f} ms, importing neither library"
+        f"instrument() in an empty interpreter {imports['instrument_ms']:.0f} ms, importing neither library; "
+        f"a process's first instrumented call {imports['first_call_extra_ms']:.1f} ms more than the next"
     )
 
     by_name = {result.name: result for result in results}

@@ -83,5 +83,6 @@ def test_quick_benchmark_passes_its_guards(tmp_path: Path) -> None:
     imports = data["import"]
     assert imports["otel_tokencost_ms"] > 0 and imports["otel_tokencost_after_openai_ms"] > 0
     assert imports["instrument_ms"] > 0 and len(imports["instrument_runs_ms"]) == imports["runs"]
+    assert imports["first_call_extra_ms"] == round(statistics.median(imports["first_call_extra_runs_ms"]), 2)
     assert data["guards"] and all(guard["ok"] for guard in data["guards"])
     assert data["machine"]["cpu"] and data["machine"]["cores"] > 0
