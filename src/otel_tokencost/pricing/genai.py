@@ -1,4 +1,5 @@
-"""Rates from genai-prices' bundled data, imported on first use and never updated over the network."""
+"""Rates from genai-prices' bundled data, imported on first use (or `preload`) and never updated over
+the network."""
 
 from __future__ import annotations
 
