@@ -135,8 +135,10 @@ def genai_cost(
     provider: str | None = None,
     input_audio: int = 0,
     output_audio: int = 0,
+    tier: str | None = None,
 ):
-    """The cost genai-prices itself computes for this usage (model-only lookup unless a provider is named)."""
+    """The cost genai-prices itself computes for this usage (model-only lookup unless a provider is named),
+    at the rates of the service `tier` that served the call when one is named."""
     usage = genai_prices.Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
@@ -144,9 +146,10 @@ def genai_cost(
         input_audio_tokens=input_audio,
         output_audio_tokens=output_audio,
     )
-    if provider is None:
-        return genai_prices.calc_price(usage, model).total_price
-    return genai_prices.calc_price(usage, model, provider_id=provider).total_price
+    kwargs: dict = {} if provider is None else {"provider_id": provider}
+    if tier is not None:
+        kwargs["price_context"] = {"service_tier": tier}
+    return genai_prices.calc_price(usage, model, **kwargs).total_price
 
 
 def as_float(amount: Decimal) -> float:

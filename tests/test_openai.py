@@ -297,6 +297,22 @@ def test_request_parameters_and_service_tiers_on_openai_own_api(instrumented, se
     assert attributes[names.USAGE_COST_AMOUNT] == float(standard / 2)  # OpenAI bills a flex call at half
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_priority_call_costs_the_priority_rates(instrumented, server, stream) -> None:
+    with openai_own_api(server) as own_api:
+        result = own_api.chat.completions.create(
+            model="gpt-4.1", messages=MESSAGES, service_tier="priority", stream=stream
+        )
+        if stream:
+            list(result)
+    attributes = instrumented.span().attributes
+    assert attributes[names.OPENAI_RESPONSE_SERVICE_TIER] == "priority"
+    usage = attributes[names.USAGE_INPUT_TOKENS], attributes[names.USAGE_OUTPUT_TOKENS]
+    priority = genai_cost("gpt-4.1", *usage, provider="openai", tier="priority")
+    assert priority > genai_cost("gpt-4.1", *usage, provider="openai")  # OpenAI bills priority above
+    assert attributes[names.USAGE_COST_AMOUNT] == float(priority)
+
+
 REQUEST_PARAMETERS = (
     names.REQUEST_SEED,
     names.REQUEST_CHOICE_COUNT,

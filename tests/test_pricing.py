@@ -25,7 +25,9 @@ from otel_tokencost.pricing import (
 NOW_NS = 1_780_000_000 * 10**9  # 2026-05-28
 
 
-def genai_total(usage: Usage, model: str, provider: str | None) -> Decimal:
+def genai_total(
+    usage: Usage, model: str, provider: str | None, when_ns: int = NOW_NS, tier: str | None = None
+) -> Decimal:
     raw = genai_prices.Usage(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
@@ -37,8 +39,10 @@ def genai_total(usage: Usage, model: str, provider: str | None) -> Decimal:
     )
     from datetime import UTC, datetime
 
-    when = datetime.fromtimestamp(NOW_NS / 1e9, tz=UTC)
-    kwargs = {"provider_id": provider} if provider else {}
+    when = datetime.fromtimestamp(when_ns / 1e9, tz=UTC)
+    kwargs: dict = {"provider_id": provider} if provider else {}
+    if tier is not None:
+        kwargs["price_context"] = {"service_tier": tier}
     return genai_prices.calc_price(raw, model, genai_request_timestamp=when, **kwargs).total_price
 
 
@@ -105,6 +109,47 @@ def test_a_flex_call_on_openai_rates_costs_half(base_url: str, model: str, tier:
     served = Pricer().price(base_url, model, None, usage, NOW_NS, tier)
     assert served.usd == standard.usd * share
     assert served.amount == float(standard.usd * share)
+
+
+TIERS_PRICED_NS = 1_795_000_000 * 10**9  # 2026-11-17, when genai-prices has rates for service tiers
+
+
+@pytest.mark.parametrize(
+    ("base_url", "provider", "model", "tier", "standard_share"),
+    [
+        ("https://api.openai.com/v1", "openai", "gpt-5", "priority", None),
+        ("https://api.openai.com/v1", "openai", "gpt-5", "flex", None),
+        ("https://api.openai.com/v1", "openai", "gpt-5", "fast", None),
+        ("https://api.openai.com/v1", "openai", "gpt-5", "default", Decimal(1)),
+        ("https://api.openai.com/v1", "openai", "o3", "priority", None),  # standard rates with a history
+        ("https://api.openai.com/v1", "openai", "gpt-4.1", "priority", None),
+        ("http://127.0.0.1:9/v1", "openai", "gpt-4.1", "priority", None),  # OpenAI's rates by the name
+        ("https://api.openai.com/v1", "openai", "gpt-4o-mini", "flex", Decimal("0.5")),  # no flex rates
+        ("https://api.openai.com/v1", "openai", "gpt-4.1", "scale", Decimal(1)),  # a tier priced as standard
+        (
+            "https://generativelanguage.googleapis.com/v1beta/openai/",
+            "google",
+            "gemini-3.8-flash-tts",
+            "priority",
+            None,
+        ),
+        ("https://api.deepseek.com", "deepseek", "deepseek-chat", "flex", Decimal(1)),  # no tiers there
+    ],
+)
+def test_a_call_costs_the_rates_of_the_service_tier_that_served_it(
+    base_url: str, provider: str, model: str, tier: str, standard_share: Decimal | None
+) -> None:
+    usage = Usage(input_tokens=12_345, output_tokens=678, cache_read_tokens=4_000, reasoning_tokens=300)
+    served = Pricer().price(base_url, model, None, usage, TIERS_PRICED_NS, tier)
+    standard = genai_total(usage, model, provider, TIERS_PRICED_NS)
+    if standard_share is None:  # genai-prices' rates for the tier, which are not the standard ones
+        expected = genai_total(usage, model, provider, TIERS_PRICED_NS, tier)
+        assert expected != standard
+    else:
+        expected = standard * standard_share
+    assert served.usd == expected
+    assert served.amount == float(expected)
+    assert served.source == (GENAI_PRICES if base_url.startswith("https") else MODEL_ONLY)
 
 
 def test_a_flex_call_priced_by_the_prices_file_costs_what_the_file_says(tmp_path) -> None:

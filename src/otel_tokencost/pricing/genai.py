@@ -4,14 +4,20 @@ the network."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from .rates import PerMillion, Rate, Tier, TieredRate
 
-RateAt = Callable[[int], Rate]
-"""A model's rate at a request time given in nanoseconds since the epoch."""
+RateAt = Callable[[int, "str | None"], Rate]
+"""A model's rate at a request time given in nanoseconds since the epoch, for the service tier that served
+the call as its response states it (None when it states none)."""
+
+OPENAI, FLEX = "openai", "flex"  # the tier OpenAI bills at half its standard rates
+NS_PER_DAY = 86_400 * 10**9
+MAX_TIER_RATES = 64  # a model's tier rates kept: a few tiers, one day each (tier prices start on a date)
 
 
 def _snapshot() -> Any:
@@ -57,10 +63,80 @@ def find_rate(provider_id: str | None, model: str) -> tuple[RateAt, str] | None:
             provider, model_info = snapshot.find_provider_model(model, None, provider_id, None)
     except LookupError:
         return None
-    return _rate_at(model_info), provider.id
+    return _rate_at(model_info, provider.id), provider.id
 
 
-def _rate_at(model_info: Any) -> RateAt:
+def _rate_at(model_info: Any, provider_id: str) -> RateAt:
+    """A model's standard rate at a request time, unless a service tier priced apart served the call:
+    genai-prices' rates for that tier where it has them in force, else, at OpenAI, flex at half the
+    standard rates (as OpenAI bills it). A tier's rate is worked out once a day: its prices start on a
+    date."""
+    standard_at = _standard_rate_at(model_info)
+    tiers = _tier_variants(model_info)
+    halves_flex = provider_id == OPENAI
+    if not tiers and not halves_flex:
+        return lambda when_ns, _tier: standard_at(when_ns)
+    tier_rates: dict[tuple[str, int, int], Rate] = {}
+
+    def rate_at(when_ns: int, tier: str | None) -> Rate:
+        standard = standard_at(when_ns)
+        if tier not in tiers and (tier != FLEX or not halves_flex):
+            return standard  # no tier named, `default`, or one priced as standard
+        key = (tier, when_ns // NS_PER_DAY, id(standard))
+        rate = tier_rates.get(key)
+        if rate is None:
+            moment = _moment(when_ns)
+            variants = tiers.get(tier, ())
+            if any(variant.constraint is None or variant.constraint.active(moment) for variant in variants):
+                rate = _to_rate(model_info.get_prices(moment, {"service_tier": tier}))
+            else:
+                rate = _halved(standard) if tier == FLEX and halves_flex else standard
+            if len(tier_rates) >= MAX_TIER_RATES:
+                tier_rates.clear()
+            tier_rates[key] = rate
+        return rate
+
+    return rate_at
+
+
+def _tier_variants(model_info: Any) -> dict[str, list[Any]]:
+    """The model's price variants that name a service tier alone and change a price, by tier (genai-prices
+    before 0.2.3 has none)."""
+    tiers: dict[str, list[Any]] = {}
+    for variant in getattr(model_info, "price_variants", None) or ():
+        when = variant.when
+        if len(when) == 1 and "service_tier" in when and any(vars(variant.prices).values()):
+            tiers.setdefault(when["service_tier"], []).append(variant)
+    return tiers
+
+
+def _halved(rate: Rate) -> Rate:
+    """`rate` with every price at half, exactly."""
+    return replace(
+        rate,
+        input_mtok=_half(rate.input_mtok),
+        output_mtok=_half(rate.output_mtok),
+        cache_read_mtok=_half(rate.cache_read_mtok),
+        cache_write_mtok=_half(rate.cache_write_mtok),
+        requests_kcount=_half(rate.requests_kcount),
+        input_audio_mtok=_half(rate.input_audio_mtok),
+        output_audio_mtok=_half(rate.output_audio_mtok),
+    )
+
+
+def _half(price: PerMillion) -> PerMillion:
+    if price is None:
+        return None
+    if price.__class__ is TieredRate:
+        return TieredRate(price.base / 2, tuple(Tier(tier.start, tier.price / 2) for tier in price.tiers))
+    return price / 2
+
+
+def _moment(when_ns: int) -> datetime:
+    return datetime.fromtimestamp(when_ns / 1e9, tz=UTC)
+
+
+def _standard_rate_at(model_info: Any) -> Callable[[int], Rate]:
     prices = model_info.prices
     if not isinstance(prices, list):
         rate = _to_rate(prices)
@@ -68,7 +144,7 @@ def _rate_at(model_info: Any) -> RateAt:
     converted: dict[int, Rate] = {}
 
     def rate_at(when_ns: int) -> Rate:
-        model_price = model_info.get_prices(datetime.fromtimestamp(when_ns / 1e9, tz=UTC))
+        model_price = model_info.get_prices(_moment(when_ns))
         rate = converted.get(id(model_price))
         if rate is None:
             rate = converted[id(model_price)] = _to_rate(model_price)

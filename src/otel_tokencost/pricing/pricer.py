@@ -18,7 +18,6 @@ PRICES_FILE = "prices-file"
 GENAI_PRICES = "genai-prices"
 MODEL_ONLY = "genai-prices:model-only"
 MAX_CACHED = 4096
-OPENAI, FLEX = "openai", "flex"  # genai-prices' OpenAI rates, and the tier OpenAI bills at half of them
 
 
 class Cost:
@@ -114,7 +113,8 @@ class Pricer:
         service_tier: str | None = None,
     ) -> Cost | None:
         """The cost of `usage`, or None when no source knows the model. `service_tier` is the tier that
-        served the call, as the response states it: OpenAI bills every rate of a `flex` call at half."""
+        served the call, as the response states it: genai-prices prices some apart (OpenAI's `flex`,
+        `priority`, ...); a prices file's rates are for every tier."""
         key = (base_url, response_model, request_model)
         try:
             quote = self._quotes[key]
@@ -126,11 +126,10 @@ class Pricer:
                 self._quotes[key] = quote
         if quote is None:
             return None
-        rate = quote.rate_at(when_ns)
-        units, exponent = rate.units(usage), rate.exponent
-        if service_tier == FLEX and quote.provider == OPENAI:
-            units, exponent = units * 5, exponent - 1  # exactly half
-        return Cost(units, exponent, quote.source, rate.currency, quote.provider, quote.usd_per_unit)
+        rate = quote.rate_at(when_ns, service_tier)
+        return Cost(
+            rate.units(usage), rate.exponent, quote.source, rate.currency, quote.provider, quote.usd_per_unit
+        )
 
     def _resolve(self, base_url: str, *models: str | None) -> _Quote | None:
         candidates = [model for model in models if model]
@@ -140,7 +139,8 @@ class Pricer:
                 if model in entry.models:
                     rate = entry.models[model]
                     usd_per_unit = None if entry.usd_per_unit == 1 else entry.usd_per_unit
-                    return _Quote(lambda _when_ns, rate=rate: rate, PRICES_FILE, usd_per_unit, entry.match)
+                    rate_at = lambda _when_ns, _tier, rate=rate: rate  # noqa: E731
+                    return _Quote(rate_at, PRICES_FILE, usd_per_unit, entry.match)
             if entry.prices_from is not None:
                 quote = _genai_quote(entry.prices_from, candidates, GENAI_PRICES)
                 if quote is not None:
