@@ -98,12 +98,15 @@ def test_cost_equals_genai_prices(base_url: str, provider: str, model: str, usag
         ("https://api.openai.com/v1", "o3", "flex", Decimal("0.5")),  # OpenAI bills flex at half
         ("https://api.openai.com/v1", "gpt-5", "flex", Decimal("0.5")),
         ("http://127.0.0.1:9/v1", "gpt-5", "flex", Decimal("0.5")),  # OpenAI's rates by the model's name
-        ("https://api.openai.com/v1", "gpt-5", "priority", Decimal(1)),  # no priority rates known
+        ("https://api.openai.com/v1", "gpt-5", "priority", Decimal(1)),  # standard without tier rates
         ("https://api.openai.com/v1", "gpt-5", "default", Decimal(1)),
         ("https://api.deepseek.com", "deepseek-chat", "flex", Decimal(1)),  # another provider's tier
     ],
 )
-def test_a_flex_call_on_openai_rates_costs_half(base_url: str, model: str, tier: str, share: Decimal) -> None:
+def test_without_tier_rates_a_flex_call_on_openai_rates_costs_half(
+    base_url: str, model: str, tier: str, share: Decimal
+) -> None:
+    """At NOW_NS genai-prices' rates for service tiers have not started (TIERS_PRICED_NS below)."""
     usage = Usage(input_tokens=12_345, output_tokens=678, cache_read_tokens=4_000, reasoning_tokens=300)
     standard = Pricer().price(base_url, model, None, usage, NOW_NS)
     served = Pricer().price(base_url, model, None, usage, NOW_NS, tier)
