@@ -442,6 +442,20 @@ def test_stream_the_user_asked_usage_for_in_extra_body_keeps_its_usage_chunk(ins
     assert instrumented.span().attributes[names.USAGE_OUTPUT_TOKENS] == 3
 
 
+def test_stream_options_that_are_not_an_object_are_sent_as_the_app_made_them(
+    instrumented, client, server
+) -> None:
+    """Nothing can be added to stream options that are not an object: the request goes as made, and its
+    span ends with the stream."""
+    chunks = list(
+        stream_chat(client, extra_body={"stream_options": "yes"}, extra_headers={"x-mock-chunks": "3"})
+    )
+    assert len(chunks) == 5 and server.last_bodies[-1]["stream_options"] == "yes"
+    span = instrumented.span()
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
+    assert names.USAGE_INPUT_TOKENS not in span.attributes  # none asked, none sent
+
+
 def test_stream_options_of_extra_body_keep_the_usage_asked_for(instrumented, client, server) -> None:
     """Stream options the app sends in `extra_body` (vLLM's, say) go as sent, with usage asked for too."""
     chunks = list(
@@ -981,6 +995,51 @@ async def test_async_with_streaming_response_read_raw(instrumented, async_client
     assert_priced(span, "gpt-4o-mini", 15, 7)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_async_parse_again_hands_back_the_same_result(instrumented, async_client, stream: bool) -> None:
+    """An async response's `parse()` is a coroutine function however often it is called, as the SDK's."""
+    async with async_client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=stream, extra_headers=usage_header(5, 6)
+    ) as response:
+        first = await response.parse()
+        assert await response.parse() is first
+        if stream:
+            assert [chunk.choices[0].finish_reason async for chunk in first][-1] == "stop"
+    assert len(instrumented.spans()) == 1
+
+
+def test_a_stream_parsed_to_a_class_of_the_apps_is_followed_to_its_end(instrumented, client) -> None:
+    """`parse(to=...)` hands the call to the stream it returns: the raw response, dropped, does not end it."""
+    stream = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers={"x-mock-chunks": "3"}
+    ).parse(to=openai.Stream[openai.types.chat.ChatCompletionChunk])
+    gc.collect()
+    assert instrumented.spans() == ()
+    assert len(list(stream)) == 5  # role, 3 words, finish: the usage chunk asked for stays hidden
+    assert instrumented.span().attributes[names.USAGE_OUTPUT_TOKENS] == 3
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_a_parsed_stream_left_early_ends_its_span_with_the_response(
+    instrumented, client, async_client, is_async: bool
+) -> None:
+    """Leaving `with_streaming_response`'s block closes the body: the stream parsed from it is over, and so
+    is its span, though the app still holds the stream."""
+    request = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    request["extra_headers"] = {"x-mock-chunks": "30"}
+    if is_async:
+        async with async_client.chat.completions.with_streaming_response.create(**request) as response:
+            stream = await response.parse()
+            await stream.__anext__()
+    else:
+        with client.chat.completions.with_streaming_response.create(**request) as response:
+            stream = response.parse()
+            next(stream)
+    span = instrumented.span()  # while `stream` is still the app's
+    assert span.attributes[names.RESPONSE_MODEL] == "gpt-4o-mini"
+    assert span.status.status_code == StatusCode.UNSET
+
+
 # Failures --------------------------------------------------------------------------------------
 
 
@@ -1120,6 +1179,20 @@ def test_a_failure_loading_the_prices_never_reaches_the_app(telemetry, client, m
     assert "loading genai-prices failed; the app is unaffected" in caplog.text
     assert "patching openai failed" not in caplog.text  # the patch is in place: the call is measured
     assert_priced(telemetry.span(), "gpt-4o-mini", 3, 4)  # by the lookup the call makes itself
+
+
+def test_a_failure_asking_for_a_streams_usage_never_reaches_the_app(
+    instrumented, client, server, monkeypatch, caplog
+) -> None:
+    from otel_tokencost.instrumentation.openai import _Patch
+
+    monkeypatch.setenv("OTEL_TOKENCOST_STRICT", "0")
+    monkeypatch.setattr(_Patch, "_inject_stream_usage", lambda *args: 1 / 0)
+    chunks = list(stream_chat(client, extra_headers={"x-mock-chunks": "3"}))
+    assert len(chunks) == 5 and "stream_options" not in server.last_bodies[-1]
+    span = instrumented.span()  # started, and ended with the stream
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
+    assert "asking for a stream's usage failed; the app is unaffected" in caplog.text
 
 
 @pytest.mark.parametrize("asked", [True, False], ids=["usage-asked", "usage-not-asked"])

@@ -201,14 +201,18 @@ class _Patch:
             if not (endpoint.known_provider or self._reads_headers):
                 self._read_headers_from_now_on()
             call = self.telemetry.start(endpoint, operation, body)
-            if call is None:
-                return None
-            asked = self._inject_stream_usage(options, body, operation, client, endpoint)
         except BudgetExceededError:
             raise  # the budget's refusal is meant for the app
         except Exception:
             report_internal_error("starting the openai span")
             return None
+        if call is None:
+            return None
+        try:
+            asked = self._inject_stream_usage(options, body, operation, client, endpoint)
+        except Exception:
+            report_internal_error("asking for a stream's usage")  # the call goes on as the app made it
+            asked = None
         return call, asked
 
     def _read_headers_from_now_on(self) -> None:
@@ -250,8 +254,10 @@ class _Patch:
         if isinstance(headers, Mapping) and headers.get(self.raw_response_header) == "stream":
             return None
         stream_options = body.get("stream_options")
-        if isinstance(stream_options, dict) and stream_options.get("include_usage") is True:
-            return None
+        if stream_options is not None and (
+            not isinstance(stream_options, dict) or stream_options.get("include_usage") is True
+        ):
+            return None  # the app asked for usage itself, or sends stream options we cannot add to
         if endpoint.base_url in self._refusing:
             return None
         if not accepts_stream_options(endpoint.provider, _api_version(client, options)):
@@ -303,15 +309,18 @@ class RawResponseProxy(wrapt.ObjectProxy):
         self._self_call = call
         self._self_patch = patch
         self._self_hide = hide_usage_chunk
-        self._self_parsed: Any = None
+        self._self_parsed: Any = None  # what `parse()` returned, handed out again as the SDK does
+        self._self_awaited = False  # `parse()` is a coroutine function (an async client's response)
+        self._self_followed = False  # a parsed stream follows the call from here on
         self._self_watch = _watch_body(response, call)
 
     def parse(self, **kwargs: Any) -> Any:
         if self._self_parsed is not None and not kwargs:
-            return self._self_parsed
+            return _resolved(self._self_parsed) if self._self_awaited else self._self_parsed
         self._self_unwatch()  # the SDK reads the body now, and the parsed result is read instead
         parsed = self.__wrapped__.parse(**kwargs)
         if inspect.isawaitable(parsed):
+            self._self_awaited = True
             return self._await_parsed(parsed, kwargs)
         return self._follow(parsed, kwargs)
 
@@ -322,6 +331,7 @@ class RawResponseProxy(wrapt.ObjectProxy):
         if self._self_call.ended:
             return parsed
         result = self._self_patch._returned(self._self_call, parsed, self._self_hide)
+        self._self_followed = True
         if not kwargs:
             self._self_parsed = result
         return result
@@ -330,19 +340,21 @@ class RawResponseProxy(wrapt.ObjectProxy):
         try:
             return self.__wrapped__.close()
         finally:
-            self._self_end()
+            self._self_end(closed=True)
 
     def __del__(self) -> None:
         if getattr(self, "_self_call", None) is not None:
-            self._self_end()
+            self._self_end(closed=False)
 
-    def _self_end(self) -> None:
-        """Closed or dropped: end the call with what the app read of the body, unless parsing ends it."""
-        if self._self_parsed is None and not self._self_call.ended:
-            watch = self._self_watch
-            if watch is not None:
-                watch.end()
-            self._self_call.end()
+    def _self_end(self, closed: bool) -> None:
+        """End the call with what the app read of the body: when the body is closed, whatever read it,
+        and when the response is dropped, unless the stream parsed from it goes on."""
+        if self._self_call.ended or (self._self_followed and not closed):
+            return
+        watch = self._self_watch
+        if watch is not None:
+            watch.end()
+        self._self_call.end()
 
     def _self_unwatch(self) -> None:
         if self._self_watch is not None:
@@ -364,6 +376,11 @@ class _UsageAsked:
     def undo(self) -> None:
         self.options.json_data, self.options.extra_json = self.json_data, self.extra_json
         self.undone = True
+
+
+async def _resolved(value: Any) -> Any:
+    """`value`, awaited: an async response's `parse()` again."""
+    return value
 
 
 def _hides_usage(asked: _UsageAsked | None) -> bool:
