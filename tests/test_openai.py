@@ -8,6 +8,7 @@ import inspect
 import json
 import re
 import sys
+from collections.abc import Iterator
 
 import openai
 import pytest
@@ -418,6 +419,45 @@ def test_stream_matches_the_uninstrumented_chunks(telemetry, client) -> None:
         OpenAIInstrumentor().uninstrument()
     strip = lambda chunks: [{k: v for k, v in c.items() if k not in ("id", "created")} for c in chunks]  # noqa: E731
     assert strip(seen) == strip(bare)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_a_stream_whose_loop_was_closed_reads_on_in_the_next(
+    instrumented, client, async_client, is_async: bool
+) -> None:
+    """Closing a loop's iterator (a generator that `yield from`s the stream, closed early, say) leaves the
+    stream readable, as the SDK's does: the next loop reads on, and the usage chunk stays hidden."""
+    request = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    request["extra_headers"] = {"x-mock-chunks": "4"}
+
+    def seen(chunks: list) -> list:
+        return [
+            (c.choices[0].delta.content, c.choices[0].finish_reason) if c.choices else c.usage for c in chunks
+        ]
+
+    async def read() -> tuple[list, list]:
+        if is_async:
+            stream = await async_client.chat.completions.create(**request)
+            loop = stream.__aiter__()
+            first = [await loop.__anext__() for _ in range(2)]
+            await loop.aclose()
+            rest = [chunk async for chunk in stream]
+        else:
+            stream = client.chat.completions.create(**request)
+
+            def chunks_of(stream: openai.Stream) -> Iterator:
+                yield from stream
+
+            loop = chunks_of(stream)
+            first = [next(loop) for _ in range(2)]
+            loop.close()
+            rest = list(stream)
+        return seen(first), seen(rest)
+
+    with suppress_instrumentation():
+        bare = await read()
+    assert await read() == bare and len(bare[1]) == 4  # role and a word, then 3 words and the finish
+    assert instrumented.span().status.status_code == StatusCode.UNSET
 
 
 def test_stream_the_user_asked_usage_for_keeps_its_usage_chunk(instrumented, client, server) -> None:

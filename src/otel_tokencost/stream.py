@@ -97,12 +97,17 @@ class _StreamProxy(wrapt.ObjectProxy):
         self._self_passes_on = passes_on
         self._self_chunks: Any = None
 
-    def _self_chunk_iterator(self, follow: Any) -> Any:
-        if self._self_chunks is None:
-            call, passes_on = self._self_call, self._self_passes_on
-            self._self_chunks = follow(self.__wrapped__, call, self._self_hide_usage_chunk, passes_on)
-            weakref.finalize(self._self_chunks, call.end)
-        return self._self_chunks
+    def _self_chunk_iterator(self, follow: Any, frame: str) -> Any:
+        """The generator a loop takes the chunks from: the one already under way, else a new one. As the
+        SDK's stream hands each loop a new generator over one `_iterator`, a loop whose generator the app
+        closed (`yield from` in a generator closed early, say) leaves the stream readable: the next loop
+        reads on where it stopped. `frame` is the generator's frame attribute, None once it is over."""
+        chunks = self._self_chunks
+        if chunks is None or getattr(chunks, frame) is None:
+            call, hide, passes_on = self._self_call, self._self_hide_usage_chunk, self._self_passes_on
+            self._self_chunks = chunks = follow(self.__wrapped__, call, hide, passes_on)
+            weakref.finalize(chunks, call.end)
+        return chunks
 
     def __del__(self) -> None:
         # Dropped before iteration began: end the span (once iterating, the generator's finalizer does).
@@ -117,7 +122,7 @@ class StreamProxy(_StreamProxy):
     ITERATION = "__iter__"
 
     def __iter__(self) -> Iterator[Any]:
-        return self._self_chunk_iterator(_follow)
+        return self._self_chunk_iterator(_follow, "gi_frame")
 
     def __next__(self) -> Any:
         return next(self.__iter__())
@@ -141,7 +146,7 @@ class AsyncStreamProxy(_StreamProxy):
     ITERATION = "__aiter__"
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        return self._self_chunk_iterator(_follow_async)
+        return self._self_chunk_iterator(_follow_async, "ag_frame")
 
     async def __anext__(self) -> Any:
         return await self.__aiter__().__anext__()
