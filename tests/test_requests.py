@@ -509,6 +509,27 @@ def test_a_stream_whose_raw_body_is_a_plain_file_is_read_and_priced(traced, serv
     assert span.attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", prompt_tokens, 6))
 
 
+class NoBodyAdapter(requests.adapters.HTTPAdapter):
+    """Answers with a response that has no raw body at all, as test and replaying adapters may."""
+
+    def send(self, request, stream=False, **kwargs):
+        response = super().send(request, stream=stream, **kwargs)
+        response.raw = None
+        return response
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_response_with_no_raw_body_is_handed_over_as_it_is(traced, server, stream: bool) -> None:
+    with requests.Session() as session:
+        session.mount(server.base_url, NoBodyAdapter())
+        url = f"{server.base_url}/chat/completions"
+        response = session.post(url, json=chat_body(), headers=HEADERS, stream=stream, timeout=10)
+        assert (response.raw, response.content) == (None, None)
+    span = traced.span()  # ended at once: there is nothing to read
+    assert span.attributes[names.REQUEST_MODEL] == "gpt-4o-mini"
+    assert names.USAGE_INPUT_TOKENS not in span.attributes and span.status.status_code == StatusCode.UNSET
+
+
 @pytest.mark.parametrize("style", STYLES)
 def test_a_failure_watching_the_stream_never_reaches_the_app(
     traced, server, style, monkeypatch, caplog

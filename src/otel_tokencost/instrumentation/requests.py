@@ -178,6 +178,9 @@ def _follow(call: Call, response: Any, streamed: bool) -> None:
         read_body(call, response.content)
         call.end(error_type=error_type)
         return
+    if response.raw is None:  # a transport adapter's response without a body
+        call.end(error_type=error_type)
+        return
     watch = BodyWatch(call, response.headers.get("content-type") or "", error_type)
     response.raw = RawProxy(response.raw, watch)
     weakref.finalize(response, call.end)  # a response dropped unread still ends its span
