@@ -19,6 +19,7 @@ from otel_tokencost import Budget, BudgetExceededError, OpenAIInstrumentor, Requ
 from otel_tokencost.budgets import Budgets
 from otel_tokencost.pricing import Pricer
 from otel_tokencost.telemetry import Telemetry
+from otel_tokencost.tracking import current as current_tracking
 
 from conftest import genai_cost
 
@@ -103,6 +104,26 @@ async def test_asyncio_tasks_keep_their_own_ids(instrumented, async_client) -> N
     assert set(by_id) == {"a", "bb", "ccc", "async-job"}
     assert by_id["bb"].attributes[names.USAGE_INPUT_TOKENS] == 200
     assert costs[:3] == [genai_cost("gpt-4o-mini", 100 * n, 10) for n in (1, 2, 3)]
+
+
+async def test_one_track_entered_by_tasks_at_once_leaves_each_its_own_block(
+    instrumented, async_client
+) -> None:
+    """A `track` made once (at module level, say) and entered by overlapping tasks: each task's block
+    ends in that task, and its calls count in its own Spend."""
+    checkout = track(tracking_id="checkout")
+
+    async def task(enter_after: float, leave_after: float) -> tuple:
+        await asyncio.sleep(enter_after)
+        with checkout as spend:
+            await asyncio.sleep(leave_after)
+            await async_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await async_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        return spend.calls, current_tracking()
+
+    # the first to enter leaves first, while the second is still inside
+    assert await asyncio.gather(task(0, 0.02), task(0.01, 0.3)) == [(1, None), (1, None)]
+    assert sorted(tracking_ids(instrumented), key=str) == [None, None, "checkout", "checkout"]
 
 
 def test_threads_with_a_copied_context(instrumented, client) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from opentelemetry.context import Context
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TRACKING = context_api.create_key("otel_tokencost.tracking")
+logger = logging.getLogger(__name__)
 
 
 class Spend:
@@ -91,7 +93,9 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
     def __init__(self, tracking_id: str | None = None, attributes: Mapping[str, Any] | None = None) -> None:
         self.tracking_id = tracking_id
         self.attributes = dict(attributes or {})
-        self._tokens: list[object] = []
+        # Each open block's context token, by its Tracking: one `track` may be entered by several tasks
+        # or threads at once, and each leaves its own block.
+        self._tokens: dict[int, object] = {}
 
     def __enter__(self) -> Spend:
         outer = context_api.get_value(_TRACKING)
@@ -106,11 +110,15 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
                 (*outer.spends, spend),
                 _attributes_key(attributes),
             )
-        self._tokens.append(context_api.attach(context_api.set_value(_TRACKING, tracking)))
+        self._tokens[id(tracking)] = context_api.attach(context_api.set_value(_TRACKING, tracking))
         return spend
 
     def __exit__(self, *exc_info: object) -> None:
-        context_api.detach(self._tokens.pop())
+        token = self._tokens.pop(id(context_api.get_value(_TRACKING)), None)
+        if token is None:
+            logger.warning("otel_tokencost: a track() block was left in a context other than its own")
+            return
+        context_api.detach(token)
 
     def __call__(self, function: F) -> F:
         if inspect.iscoroutinefunction(function):
