@@ -460,6 +460,26 @@ async def test_a_stream_whose_loop_was_closed_reads_on_in_the_next(
     assert instrumented.span().status.status_code == StatusCode.UNSET
 
 
+def test_options_the_app_sends_itself_are_left_as_it_made_them(instrumented, client, server) -> None:
+    """Usage is asked for in the request sent, not in the options the app passed to `client.request`:
+    sent again, they ask for none again, and the usage chunk stays hidden."""
+    from openai._models import FinalRequestOptions
+    from openai.types.chat import ChatCompletionChunk
+
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    headers = {"x-mock-chunks": "2"}
+    options = FinalRequestOptions.construct(
+        method="post", url="/chat/completions", json_data=body, headers=headers
+    )
+    for _ in range(2):
+        stream_class = openai.Stream[ChatCompletionChunk]
+        chunks = list(client.request(ChatCompletionChunk, options, stream=True, stream_cls=stream_class))
+        assert len(chunks) == 4 and all(chunk.choices for chunk in chunks)  # role, 2 words, finish
+        assert options.json_data == body and "stream_options" not in body
+        assert server.last_bodies[-1]["stream_options"] == {"include_usage": True}
+    assert [span.attributes[names.USAGE_OUTPUT_TOKENS] for span in instrumented.spans()] == [2, 2]
+
+
 def test_stream_the_user_asked_usage_for_keeps_its_usage_chunk(instrumented, client, server) -> None:
     chunks = list(
         stream_chat(client, stream_options={"include_usage": True}, extra_headers={"x-mock-chunks": "3"})

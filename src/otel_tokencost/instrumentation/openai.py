@@ -136,15 +136,19 @@ class _Patch:
         return self._returned(call, result, _hides_usage(asked))
 
     def _resending(self, wrapped: Any, asked: _UsageAsked) -> Any:
-        """`wrapped`, sent again as the app made it if the provider refuses the usage asked for."""
+        """`wrapped`, sent again as the app made it if the provider refuses the usage asked for; the
+        request's options are put back as the app made them once sent (the SDK sends a copy of them)."""
 
         def send(*args: Any, **kwargs: Any) -> Any:
             try:
+                try:
+                    return wrapped(*args, **kwargs)
+                except Exception as error:
+                    if not self._refused(asked, error):
+                        raise
                 return wrapped(*args, **kwargs)
-            except Exception as error:
-                if not self._refused(asked, error):
-                    raise
-            return wrapped(*args, **kwargs)
+            finally:
+                asked.put_back()
 
         return send
 
@@ -153,11 +157,14 @@ class _Patch:
 
         async def send(*args: Any, **kwargs: Any) -> Any:
             try:
+                try:
+                    return await wrapped(*args, **kwargs)
+                except Exception as error:
+                    if not self._refused(asked, error):
+                        raise
                 return await wrapped(*args, **kwargs)
-            except Exception as error:
-                if not self._refused(asked, error):
-                    raise
-            return await wrapped(*args, **kwargs)
+            finally:
+                asked.put_back()
 
         return send
 
@@ -264,7 +271,7 @@ class _Patch:
             return None
         asked = _UsageAsked(options, endpoint.base_url)
         wanted = {**(stream_options or {}), "include_usage": True}
-        # The SDK builds its options afresh for each call: replacing a member touches nothing of the user's.
+        # Members replaced, not changed: the body and extra_body the app made stay as they are.
         options.json_data = {**options.json_data, "stream_options": wanted}
         if "stream_options" in (options.extra_json or ()):  # `extra_body`'s would be sent over ours
             options.extra_json = {**options.extra_json, "stream_options": wanted}
@@ -365,7 +372,8 @@ class RawResponseProxy(wrapt.ObjectProxy):
 
 class _UsageAsked:
     """Usage asked for on a stream's behalf: the request's body as the app made it, to send it so if
-    the provider refuses the request for the usage asked."""
+    the provider refuses the request for the usage asked, and to leave the app's options as it made
+    them (an app that calls `client.request` itself may send them again)."""
 
     __slots__ = ("base_url", "extra_json", "json_data", "options", "undone")
 
@@ -374,8 +382,12 @@ class _UsageAsked:
         self.json_data, self.extra_json = options.json_data, options.extra_json
 
     def undo(self) -> None:
-        self.options.json_data, self.options.extra_json = self.json_data, self.extra_json
+        """Take the usage asked for back: the request goes as the app made it."""
+        self.put_back()
         self.undone = True
+
+    def put_back(self) -> None:
+        self.options.json_data, self.options.extra_json = self.json_data, self.extra_json
 
 
 async def _resolved(value: Any) -> Any:
