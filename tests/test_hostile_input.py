@@ -161,8 +161,9 @@ def test_a_chunk_reads_the_same_as_a_dict_an_sdk_model_or_any_object() -> None:
     }
     for shape, shaped in shapes.items():
         outcome = Outcome()
-        usage_only = [CHAT_COMPLETIONS.read_chunk(outcome, chunk) for chunk in shaped]
-        assert usage_only == [False, False, False, True], shape
+        # True: the usage-only chunk; None: no usage (the third's is in x_groq)
+        read_as = [CHAT_COMPLETIONS.read_chunk(outcome, chunk) for chunk in shaped]
+        assert read_as == [None, None, False, True], shape
         assert (outcome.response_model, outcome.response_id) == ("m", "chatcmpl-1"), shape
         assert outcome.finish_reasons == ["stop"], shape
         assert outcome.usage == Usage(5, 7), shape
@@ -182,7 +183,7 @@ def test_every_choice_of_a_chunk_is_read_whether_one_or_several() -> None:
     ]
     for shaped in (chunks, [ChatCompletionChunk.model_validate(chunk) for chunk in chunks]):
         outcome = Outcome()
-        assert [CHAT_COMPLETIONS.read_chunk(outcome, chunk) for chunk in shaped] == [False] * 3
+        assert [CHAT_COMPLETIONS.read_chunk(outcome, chunk) for chunk in shaped] == [None] * 3  # no usage
         assert outcome.finish_reasons == ["stop", "length", "content_filter"]
         assert outcome.response_model == "m"
 

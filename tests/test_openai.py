@@ -406,19 +406,34 @@ def test_stream_injects_usage_and_hides_the_usage_chunk(instrumented, client, se
     assert (point.count, point.sum) == (1, ttfc)
 
 
-def test_stream_matches_the_uninstrumented_chunks(telemetry, client) -> None:
-    bare = [chunk.model_dump() for chunk in stream_chat(client, extra_headers={"x-mock-chunks": "5"})]
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_stream_matches_the_uninstrumented_chunks(telemetry, client, async_client, is_async) -> None:
+    """The chunks' values and the fields set in them: the `usage: null` the provider adds to each chunk
+    once usage is asked for is not among them, as uninstrumented (`to_dict()` leaves unset fields out)."""
     from otel_tokencost import OpenAIInstrumentor
 
+    async def chunks() -> list:
+        request = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+        request["extra_headers"] = {"x-mock-chunks": "5"}
+        if is_async:
+            read = [chunk async for chunk in await async_client.chat.completions.create(**request)]
+        else:
+            read = list(client.chat.completions.create(**request))
+        return [
+            ({k: v for k, v in chunk.to_dict().items() if k not in ("id", "created")}, chunk.model_fields_set)
+            for chunk in read
+        ]
+
+    bare = await chunks()
     OpenAIInstrumentor().instrument(
         tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
     )
     try:
-        seen = [chunk.model_dump() for chunk in stream_chat(client, extra_headers={"x-mock-chunks": "5"})]
+        seen = await chunks()
     finally:
         OpenAIInstrumentor().uninstrument()
-    strip = lambda chunks: [{k: v for k, v in c.items() if k not in ("id", "created")} for c in chunks]  # noqa: E731
-    assert strip(seen) == strip(bare)
+    assert seen == bare and len(bare) == 7  # role, 5 words, finish
+    assert telemetry.span().attributes[names.USAGE_OUTPUT_TOKENS] == 5
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])

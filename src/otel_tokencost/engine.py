@@ -194,8 +194,8 @@ class Call:
         except Exception:
             report_internal_error("reading the response headers")
 
-    def read_chunk(self, chunk: Any) -> bool:
-        """Read one stream chunk; True when it is a usage-only chunk the user did not ask for."""
+    def read_chunk(self, chunk: Any) -> bool | None:
+        """Read one stream chunk; True when it is the usage-only chunk, None when it has no usage."""
         if self.first_chunk_at is None:
             self.first_chunk_at = perf_counter()
         try:
@@ -204,7 +204,7 @@ class Call:
             report_internal_error("reading a stream chunk")
             return False
 
-    def chunk_reader(self) -> Callable[[Outcome, Any], bool]:
+    def chunk_reader(self) -> Callable[[Outcome, Any], bool | None]:
         """`read_chunk` for a loop over a stream's chunks, called as `reader(call.outcome, chunk)`: the
         operation's own reader unless message content is captured, so that a chunk costs no call of the
         engine's. The loop times the first chunk (`first_chunk_at`) and reports what the reader raises."""
@@ -212,7 +212,7 @@ class Call:
             return self._read_chunk_and_content
         return self.operation.read_chunk
 
-    def _read_chunk_and_content(self, outcome: Outcome, chunk: Any) -> bool:
+    def _read_chunk_and_content(self, outcome: Outcome, chunk: Any) -> bool | None:
         content.read_chunk_output(outcome, chunk)
         return self.operation.read_chunk(outcome, chunk)
 

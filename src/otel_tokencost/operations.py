@@ -256,8 +256,9 @@ def _read_response(outcome: Outcome, body: Any) -> None:
         _take_usage(outcome, usage)
 
 
-def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
-    """Read one Chat Completions / Completions chunk; True when it is the usage-only chunk.
+def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool | None:
+    """Read one Chat Completions / Completions chunk; True when it is the usage-only chunk, None when it
+    has no usage.
 
     Runs for every chunk, so the common one (an SDK model, one choice, not finished) costs two field
     reads and one more for its choice, and no call: each read of an SDK model's field is ~400
@@ -289,11 +290,11 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool:
             finished = _finish_reasons(outcome, choices)
     if usage is None:
         if not finished:
-            return False
+            return None
         extra = get(chunk, "x_groq")  # Groq: usage in the finishing chunk's x_groq
         usage = get(extra, "usage") if extra is not None else None
         if usage is None:
-            return False
+            return None
     _take_usage(outcome, usage)
     return not choices
 
@@ -358,7 +359,7 @@ class Operation:
     name: str
     api_type: str | None
     read: Callable[[Outcome, Any], None]
-    read_chunk: Callable[[Outcome, Any], bool]
+    read_chunk: Callable[[Outcome, Any], bool | None]  # True: the usage-only chunk; None: no usage
     accepts_stream_options: bool
     # How a transport holding a raw body reads it without decoding it all (`json_tail`). `tail_keys`:
     # the members `read` needs follow all others and are read from the body's end (an embeddings body is

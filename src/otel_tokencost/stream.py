@@ -33,8 +33,12 @@ def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool) ->
             if call.first_chunk_at is None:
                 call.first_chunk_at = perf_counter()
             try:
-                if read(outcome, chunk) and hide_usage_chunk:
-                    continue  # the usage chunk the instrumentation asked for, not the user
+                read_as = read(outcome, chunk)
+                if read_as:
+                    if hide_usage_chunk:
+                        continue  # the usage chunk the instrumentation asked for, not the user
+                elif read_as is None and hide_usage_chunk:
+                    _as_if_unasked(chunk)
             except Exception:
                 if _hidden_after_failure(chunk, hide_usage_chunk):
                     continue
@@ -57,8 +61,12 @@ async def _follow_async(
             if call.first_chunk_at is None:
                 call.first_chunk_at = perf_counter()
             try:
-                if read(outcome, chunk) and hide_usage_chunk:
-                    continue
+                read_as = read(outcome, chunk)
+                if read_as:
+                    if hide_usage_chunk:
+                        continue  # the usage chunk the instrumentation asked for, not the user
+                elif read_as is None and hide_usage_chunk:
+                    _as_if_unasked(chunk)
             except Exception:
                 if _hidden_after_failure(chunk, hide_usage_chunk):
                     continue
@@ -70,6 +78,14 @@ async def _follow_async(
         call.end(error)
         raise
     call.end()
+
+
+def _as_if_unasked(chunk: Any) -> None:
+    """Leave out of a chunk without usage the `usage: null` a provider adds to every chunk once usage is
+    asked for (OpenAI does): its `to_dict()`, `to_json()` and `model_fields_set` are as if unasked."""
+    fields_set = getattr(chunk, "__pydantic_fields_set__", None)  # None: not a pydantic 2 model
+    if fields_set is not None:
+        fields_set.discard("usage")
 
 
 def _hidden_after_failure(chunk: Any, hide_usage_chunk: bool) -> bool:
