@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import genai_prices
@@ -37,9 +38,7 @@ def genai_total(
         output_audio_tokens=usage.output_audio_tokens,
         cache_audio_read_tokens=0,  # no chat usage tells cached audio apart: it counts as cached input
     )
-    from datetime import UTC, datetime
-
-    when = datetime.fromtimestamp(when_ns / 1e9, tz=UTC)
+    when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=when_ns // 1000)
     kwargs: dict = {"provider_id": provider} if provider else {}
     if tier is not None:
         kwargs["price_context"] = {"service_tier": tier}
@@ -137,6 +136,9 @@ TIERS_PRICED_NS = 1_795_000_000 * 10**9  # 2026-11-17, when genai-prices has rat
             None,
         ),
         ("https://api.deepseek.com", "deepseek", "deepseek-chat", "flex", Decimal(1)),  # no tiers there
+        # Azure lists OpenAI's models as its own: their standard rates, as genai-prices prices them
+        ("https://res.openai.azure.com/openai/v1", "azure", "gpt-5", "priority", Decimal(1)),
+        ("https://res.openai.azure.com/openai/v1", "azure", "gpt-5", "flex", Decimal(1)),
     ],
 )
 def test_a_call_costs_the_rates_of_the_service_tier_that_served_it(
@@ -175,11 +177,27 @@ def test_tiered_price_steps_up_past_the_threshold() -> None:
     assert large.usd / 200_001 > small.usd / 200_000
 
 
-def test_unknown_host_falls_back_to_model_name() -> None:
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "O3-mini", "Mixtral-8x7B-Instruct-v0.1"])
+def test_unknown_host_falls_back_to_model_name(model: str) -> None:
+    """Names are looked up as genai-prices looks them up, whatever their case."""
     usage = Usage(input_tokens=1234, output_tokens=56)
-    cost = Pricer().price("http://127.0.0.1:8000/v1", "gpt-4o-mini", None, usage, NOW_NS)
+    cost = Pricer().price("http://127.0.0.1:8000/v1", model, None, usage, NOW_NS)
     assert cost.source == MODEL_ONLY
-    assert cost.usd == genai_total(usage, "gpt-4o-mini", None)
+    assert cost.usd == genai_total(usage, model, None)
+
+
+def test_a_call_just_before_a_price_change_costs_the_price_before() -> None:
+    """DeepSeek's off-peak rates end at 16:30 UTC: a call a nanosecond before is still off-peak."""
+    change = datetime(2026, 5, 28, 16, 30, tzinfo=UTC)
+    change_ns = (change - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    costs = [
+        Pricer().price("https://api.deepseek.com", "deepseek-chat", None, usage, when_ns).usd
+        for when_ns in (change_ns - 1, change_ns)
+    ]
+    before = genai_total(usage, "deepseek-chat", "deepseek", change_ns - 1_000)
+    assert costs == [before, genai_total(usage, "deepseek-chat", "deepseek", change_ns)]
+    assert costs[0] != costs[1]
 
 
 def test_known_host_that_lacks_the_model_gives_no_cost() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +17,7 @@ the call as its response states it (None when it states none)."""
 
 OPENAI, FLEX = "openai", "flex"  # the tier OpenAI bills at half its standard rates
 NS_PER_DAY = 86_400 * 10**9
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIER_RATES = 64  # a model's tier rates kept: a few tiers, one day each (tier prices start on a date)
 
 
@@ -55,6 +56,7 @@ def find_rate(provider_id: str | None, model: str) -> tuple[RateAt, str] | None:
     snapshot = _snapshot()
     try:
         if provider_id is None:
+            model = model.lower()  # as genai-prices looks names up: some providers' patterns are lower case
             provider = snapshot.find_provider(model, None, None)
             model_info = provider.find_model(model, all_providers=snapshot.providers)
             if model_info is None:
@@ -63,17 +65,19 @@ def find_rate(provider_id: str | None, model: str) -> tuple[RateAt, str] | None:
             provider, model_info = snapshot.find_provider_model(model, None, provider_id, None)
     except LookupError:
         return None
-    return _rate_at(model_info, provider.id), provider.id
+    return _rate_at(model_info, provider), provider.id
 
 
-def _rate_at(model_info: Any, provider_id: str) -> RateAt:
+def _rate_at(model_info: Any, provider: Any) -> RateAt:
     """A model's standard rate at a request time, unless a service tier priced apart served the call:
     genai-prices' rates for that tier where it has them in force, else, at OpenAI, flex at half the
     standard rates (as OpenAI bills it). A tier's rate is worked out once a day: its prices start on a
-    date."""
+    date. A model the provider takes from another's list (Azure's from OpenAI's) has that one's
+    standard rates only, as genai-prices prices it."""
     standard_at = _standard_rate_at(model_info)
-    tiers = _tier_variants(model_info)
-    halves_flex = provider_id == OPENAI
+    own = any(model_info is listed for listed in provider.models)
+    tiers = _tier_variants(model_info) if own else {}
+    halves_flex = provider.id == OPENAI
     if not tiers and not halves_flex:
         return lambda when_ns, _tier: standard_at(when_ns)
     tier_rates: dict[tuple[str, int, int], Rate] = {}
@@ -133,7 +137,9 @@ def _half(price: PerMillion) -> PerMillion:
 
 
 def _moment(when_ns: int) -> datetime:
-    return datetime.fromtimestamp(when_ns / 1e9, tz=UTC)
+    """The request time to the microsecond, as datetime keeps it: truncated, never rounded up past a price
+    change."""
+    return EPOCH + timedelta(microseconds=when_ns // 1_000)
 
 
 def _standard_rate_at(model_info: Any) -> Callable[[int], Rate]:
