@@ -317,6 +317,25 @@ def test_other_currency_is_converted_and_longest_match_wins(tmp_path) -> None:
     assert pricer.price("http://127.0.0.1:8001/v1", "qwen-local", None, usage, NOW_NS) is None
 
 
+@pytest.mark.parametrize(
+    ("match", "base_url", "matches"),
+    [
+        ("[::1]:8000", "http://[::1]:8000/v1", True),
+        ("[::1]", "http://[::1]:8000/v1", True),
+        ("::1", "http://[::1]:8000/v1", True),
+        ("[::1]:8000", "http://[::1]:8001/v1", False),
+        ("LLM.Example.com", "https://llm.example.com/v1", True),  # hosts are not case-sensitive
+        ("llm.example.com:443", "https://llm.example.com/v1", True),
+        ("llm.example.com:8443", "https://llm.example.com/v1", False),
+    ],
+)
+def test_a_match_names_a_host_and_port_in_any_form(tmp_path, match: str, base_url: str, matches: bool):
+    text = f"[[providers]]\nmatch = '{match}'\n[providers.models.m]\ninput_mtok = 1\n"
+    pricer = Pricer(load(write(tmp_path, "prices.toml", text)))
+    cost = pricer.price(base_url, "m", None, Usage(input_tokens=2_000_000, output_tokens=0), NOW_NS)
+    assert (cost.usd if cost else None) == (Decimal(2) if matches else None)
+
+
 def _toml_as_dict() -> dict:
     import tomllib
 
@@ -344,6 +363,9 @@ def _toml_as_dict() -> dict:
             "[[providers]]\nmatch = 'x'\nprices_from = 'openai'\nbogus = 1\n",
             "providers[0].bogus: unknown field",
         ),
+        ("[[providers]]\nmatch = 'x'\nprices_from = 'opneai'\n", "providers[0].prices_from"),  # a typo
+        ("[[providers]]\nmatch = 'gateway:http'\nprices_from = 'openai'\n", "providers[0].match"),
+        ("[[providers]]\nmatch = '[::1:8000'\nprices_from = 'openai'\n", "providers[0].match"),
         ("providers = 3\n", "providers: expected"),
         ("not toml [", "not valid TOML"),
     ],

@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from . import genai
 from .rates import PerMillion, Rate, Tier, TieredRate
 
 RATE_FIELDS = (
@@ -47,9 +48,22 @@ class FileProvider:
         if "://" in match:
             prefix = match.rstrip("/")
             return base_url == prefix or base_url.startswith(prefix + "/")
-        if ":" in match:
-            return match == f"{host}:{port}"
-        return match == host
+        match_host, match_port = host_and_port(match) or ("", None)
+        return match_host == host and match_port in (None, port)
+
+
+def host_and_port(match: str) -> tuple[str, int | None] | None:
+    """A `match` that is not a URL prefix, as (host, port or None): `host`, `host:port`, an IPv6 address
+    (`::1`, `[::1]`, `[::1]:8000`); the host lower case, as a URL's hostname is. None when malformed."""
+    if match.startswith("["):
+        host, bracket, rest = match[1:].partition("]")
+        if not bracket or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
+            return None
+        return host.lower(), int(rest[1:]) if rest else None
+    if match.count(":") == 1:
+        host, _, port = match.partition(":")
+        return (host.lower(), int(port)) if host and port.isdigit() else None
+    return match.lower(), None
 
 
 def load(path: str | Path) -> list[FileProvider]:
@@ -95,6 +109,8 @@ def _provider(entry: Any, where: str, problems: list[str]) -> FileProvider | Non
     match = entry.get("match")
     if not isinstance(match, str) or not match.strip():
         problems.append(f"{where}.match: expected a host, host:port or URL prefix")
+    elif "://" not in match and host_and_port(match.strip()) is None:
+        problems.append(f"{where}.match: expected a host, host:port or URL prefix, got {match!r}")
     currency = entry.get("currency", "USD")
     usd_per_unit = _decimal(entry.get("usd_per_unit", 1), f"{where}.usd_per_unit", problems)
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
@@ -102,8 +118,8 @@ def _provider(entry: Any, where: str, problems: list[str]) -> FileProvider | Non
     elif currency.upper() != "USD" and "usd_per_unit" not in entry:
         problems.append(f"{where}.usd_per_unit: required when currency is {currency}")
     prices_from = entry.get("prices_from")
-    if prices_from is not None and not isinstance(prices_from, str):
-        problems.append(f"{where}.prices_from: expected a genai-prices provider id")
+    if prices_from is not None and not (isinstance(prices_from, str) and genai.known_provider(prices_from)):
+        problems.append(f"{where}.prices_from: expected a genai-prices provider id, got {prices_from!r}")
     provider = entry.get("provider")
     if provider is not None and (not isinstance(provider, str) or not provider.strip()):
         problems.append(f"{where}.provider: expected a provider name such as vllm")
