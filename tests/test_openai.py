@@ -915,6 +915,37 @@ def test_chat_stream_helper(instrumented, client) -> None:
     )
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_chat_stream_helper_left_early_ends_its_span_with_the_block(
+    instrumented, client, async_client, is_async: bool
+) -> None:
+    """The helper's block closes the stream's HTTP response, not the stream: the span ends there, not when
+    the garbage collector frees the helper (its stream holds itself in a reference cycle)."""
+    request = {"model": "gpt-4o-mini", "messages": MESSAGES, "extra_headers": {"x-mock-chunks": "30"}}
+    gc.disable()
+    try:
+        if is_async:
+            async with chat_stream_helper(async_client)(**request) as stream:
+                event = await stream.__anext__()
+        else:
+            with chat_stream_helper(client)(**request) as stream:
+                event = next(stream)
+        span = instrumented.span()
+    finally:
+        gc.enable()
+    assert event.type == "chunk"
+    assert span.attributes[names.RESPONSE_MODEL] == "gpt-4o-mini"
+    assert span.status.status_code == StatusCode.UNSET
+
+
+def test_a_streams_http_response_is_the_sdks(instrumented, client) -> None:
+    stream = stream_chat(client, extra_headers={"x-mock-chunks": "2"})
+    assert stream.response is stream.response
+    assert isinstance(stream.response, type(stream.__wrapped__.response))
+    assert stream.response.headers["content-type"].startswith("text/event-stream")
+    assert len(list(stream)) == 4 and instrumented.span().attributes[names.USAGE_OUTPUT_TOKENS] == 2
+
+
 def test_parse_helper(instrumented, client) -> None:
     completions = client.chat.completions
     parse = completions.parse if hasattr(completions, "parse") else client.beta.chat.completions.parse

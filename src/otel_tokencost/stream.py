@@ -112,6 +112,7 @@ class _StreamProxy(wrapt.ObjectProxy):
         self._self_hide_usage_chunk = hide_usage_chunk
         self._self_passes_on = passes_on
         self._self_chunks: Any = None
+        self._self_response: Any = None
 
     def _self_chunk_iterator(self, follow: Any, frame: str) -> Any:
         """The generator a loop takes the chunks from: the one already under way, else a new one. As the
@@ -125,11 +126,41 @@ class _StreamProxy(wrapt.ObjectProxy):
             weakref.finalize(chunks, call.end)
         return chunks
 
+    @property
+    def response(self) -> Any:
+        """The stream's HTTP response, as the app and the SDK's stream helpers see it: closing it ends
+        the call (`client.chat.completions.stream()`'s block, left early, closes it, not the stream)."""
+        if self._self_response is None:
+            self._self_response = _ClosingResponse(self.__wrapped__.response, self._self_call)
+        return self._self_response
+
     def __del__(self) -> None:
         # Dropped before iteration began: end the span (once iterating, the generator's finalizer does).
         call = getattr(self, "_self_call", None)
         if call is not None and self._self_chunks is None and not call.ended:
             call.end()
+
+
+class _ClosingResponse(wrapt.ObjectProxy):
+    """An HTTP response whose closing ends the call: nothing more of the stream comes. (The SDK's stream
+    closes its own reference to the response when it ends or fails, not this one: its call ends as
+    the stream does, with the stream's error.)"""
+
+    def __init__(self, response: Any, call: Call) -> None:
+        super().__init__(response)
+        self._self_call = call
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_call.end()
+
+    async def aclose(self) -> None:
+        try:
+            await self.__wrapped__.aclose()
+        finally:
+            self._self_call.end()
 
 
 class StreamProxy(_StreamProxy):
