@@ -928,7 +928,9 @@ def stream_hook(chunks: list, follow: Callable[[Any], Any] | None) -> Callable[[
 
 
 def stream_proxy_of(telemetry: Any) -> Callable[[Any], Any]:
-    """What the openai patch returns for an SDK stream of a chat call it started, with `telemetry`."""
+    """What the openai patch returns for an SDK stream of a chat call it started, with `telemetry`: as by
+    default, the package asked for the usage (the chunks carry `usage: null`), so the proxy hides the
+    usage chunk and takes `usage` out of the others' set fields."""
     from otel_tokencost.instrumentation.openai import _Patch
     from otel_tokencost.operations import CHAT_COMPLETIONS
 
@@ -936,7 +938,7 @@ def stream_proxy_of(telemetry: Any) -> Callable[[Any], Any]:
     body = {"model": MODEL, "messages": MESSAGES, "stream": True}
 
     def follow(stream: Any) -> Any:
-        return patch._returned(telemetry.start(endpoint, CHAT_COMPLETIONS, body), stream, False)
+        return patch._returned(telemetry.start(endpoint, CHAT_COMPLETIONS, body), stream, True)
 
     return follow
 
