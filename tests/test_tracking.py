@@ -86,6 +86,18 @@ def test_decorator_on_a_sync_function(instrumented, client) -> None:
     assert instrumented.spans()[0].attributes["app.feature"] == "reports"
 
 
+def test_a_generator_function_is_refused_as_its_body_runs_after_the_call() -> None:
+    def words():
+        yield "a"
+
+    async def async_words():
+        yield "a"
+
+    for function in (words, async_words):
+        with pytest.raises(TypeError, match="around the loop that consumes it"):
+            track(tracking_id="streamer")(function)
+
+
 async def test_asyncio_tasks_keep_their_own_ids(instrumented, async_client) -> None:
     @track(tracking_id="async-job")
     async def decorated() -> None:

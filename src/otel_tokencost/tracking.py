@@ -87,7 +87,8 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
     """Attribute the LLM calls inside a block (or a function) to a tracking id and attributes.
 
     `with track(tracking_id="checkout") as spend:` yields the block's live `Spend`. As a decorator it
-    wraps each call of a sync or async function in a fresh block.
+    wraps each call of a sync or async function in a fresh block (not a generator function's: its body
+    runs after the call, so that is refused).
     """
 
     def __init__(self, tracking_id: str | None = None, attributes: Mapping[str, Any] | None = None) -> None:
@@ -121,6 +122,13 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
         context_api.detach(token)
 
     def __call__(self, function: F) -> F:
+        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+            # Its body runs after the call returns, step by step, in its consumer's context: a block
+            # around the call would be over before the first step.
+            raise TypeError(
+                f"track() cannot decorate the generator function {function.__qualname__}: put "
+                "`with track(...)` around the loop that consumes it, or decorate the function that runs it"
+            )
         if inspect.iscoroutinefunction(function):
 
             @functools.wraps(function)
