@@ -4,15 +4,16 @@ The span ends exactly once: when the stream is exhausted, closed, left through `
 garbage-collected unfinished (the finalizer is why an abandoned stream still ends its span).
 Chunks pass through a generator rather than a Python `__next__`: resuming a generator is the cheapest
 per-chunk hook Python offers. It takes them from the SDK stream's `_iterator` while the stream class's
-iteration is the SDK's own, which only passes them on: one generator step less a chunk. It calls the
-operation's chunk reader itself (`Call.chunk_reader`), with no call of the engine's in between: what a
-chunk costs is that step and a look at its fields.
+iteration is the SDK's own, which only passes them on: one generator step less a chunk. Sync and async
+generators share what they do with a chunk (`_chunk_keeper`), which calls the operation's chunk reader
+itself (`Call.chunk_reader`), with no call of the engine's in between: what a chunk costs is that step,
+two calls and a look at its fields.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from time import perf_counter
 from typing import Any
 
@@ -27,22 +28,11 @@ from .operations import is_usage_chunk
 
 
 def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool) -> Iterator[Any]:
-    read, outcome = call.chunk_reader(), call.outcome
+    keep = _chunk_keeper(call, hide_usage_chunk)
     try:
         for chunk in stream._iterator if passes_on else stream:
-            if call.first_chunk_at is None:
-                call.first_chunk_at = perf_counter()
-            try:
-                read_as = read(outcome, chunk)
-                if read_as:
-                    if hide_usage_chunk:
-                        continue  # the usage chunk the instrumentation asked for, not the user
-                elif read_as is None and hide_usage_chunk:
-                    _as_if_unasked(chunk)
-            except Exception:
-                if _hidden_after_failure(chunk, hide_usage_chunk):
-                    continue
-            yield chunk
+            if keep(chunk):
+                yield chunk
     except GeneratorExit:
         call.end()  # closed or collected before the end: not an error of the call
         raise
@@ -55,22 +45,11 @@ def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool) ->
 async def _follow_async(
     stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool
 ) -> AsyncIterator[Any]:
-    read, outcome = call.chunk_reader(), call.outcome
+    keep = _chunk_keeper(call, hide_usage_chunk)
     try:
         async for chunk in stream._iterator if passes_on else stream:
-            if call.first_chunk_at is None:
-                call.first_chunk_at = perf_counter()
-            try:
-                read_as = read(outcome, chunk)
-                if read_as:
-                    if hide_usage_chunk:
-                        continue  # the usage chunk the instrumentation asked for, not the user
-                elif read_as is None and hide_usage_chunk:
-                    _as_if_unasked(chunk)
-            except Exception:
-                if _hidden_after_failure(chunk, hide_usage_chunk):
-                    continue
-            yield chunk
+            if keep(chunk):
+                yield chunk
     except GeneratorExit:
         call.end()
         raise
@@ -80,12 +59,29 @@ async def _follow_async(
     call.end()
 
 
-def _as_if_unasked(chunk: Any) -> None:
-    """Leave out of a chunk without usage the `usage: null` a provider adds to every chunk once usage is
-    asked for (OpenAI does): its `to_dict()`, `to_json()` and `model_fields_set` are as if unasked."""
-    fields_set = getattr(chunk, "__pydantic_fields_set__", None)  # None: not a pydantic 2 model
-    if fields_set is not None:
-        fields_set.discard("usage")
+def _chunk_keeper(call: Call, hide_usage_chunk: bool) -> Callable[[Any], bool]:
+    """What the follower does with each chunk: read it into the call (timing the first), and say whether
+    the app gets it. With `hide_usage_chunk` (the package asked for usage), the usage-only chunk is
+    kept from the app, and the `usage: null` the provider then adds to every other chunk is left out of
+    its set fields: its `to_dict()`, `to_json()` and `model_fields_set` are as if unasked."""
+    read, outcome = call.chunk_reader(), call.outcome
+
+    def keep(chunk: Any) -> bool:
+        if call.first_chunk_at is None:
+            call.first_chunk_at = perf_counter()
+        try:
+            read_as = read(outcome, chunk)
+            if read_as:
+                return not hide_usage_chunk  # the usage chunk: the app's only if it asked for usage
+            if read_as is None and hide_usage_chunk:
+                fields_set = getattr(chunk, "__pydantic_fields_set__", None)  # None: not pydantic 2
+                if fields_set is not None:
+                    fields_set.discard("usage")
+        except Exception:
+            return not _hidden_after_failure(chunk, hide_usage_chunk)
+        return True
+
+    return keep
 
 
 def _hidden_after_failure(chunk: Any, hide_usage_chunk: bool) -> bool:
