@@ -48,11 +48,11 @@ class FileProvider:
         if "://" in match:
             prefix = match.rstrip("/")
             return base_url == prefix or base_url.startswith(prefix + "/")
-        match_host, match_port = host_and_port(match) or ("", None)
-        return match_host == host and match_port in (None, port)
+        named = _host_and_port(match)
+        return named is not None and named[0] == host and named[1] in (None, port)
 
 
-def host_and_port(match: str) -> tuple[str, int | None] | None:
+def _host_and_port(match: str) -> tuple[str, int | None] | None:
     """A `match` that is not a URL prefix, as (host, port or None): `host`, `host:port`, an IPv6 address
     (`::1`, `[::1]`, `[::1]:8000`); the host lower case, as a URL's hostname is. None when malformed."""
     if match.startswith("["):
@@ -109,7 +109,7 @@ def _provider(entry: Any, where: str, problems: list[str]) -> FileProvider | Non
     match = entry.get("match")
     if not isinstance(match, str) or not match.strip():
         problems.append(f"{where}.match: expected a host, host:port or URL prefix")
-    elif "://" not in match and host_and_port(match.strip()) is None:
+    elif "://" not in match and _host_and_port(match.strip()) is None:
         problems.append(f"{where}.match: expected a host, host:port or URL prefix, got {match!r}")
     currency = entry.get("currency", "USD")
     usd_per_unit = _decimal(entry.get("usd_per_unit", 1), f"{where}.usd_per_unit", problems)
