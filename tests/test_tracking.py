@@ -325,7 +325,14 @@ def test_monthly_budget_rolls_over_on_the_first(budgeted, client) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"limit": -1}, {"limit": "10"}, {"limit": 1, "period": "week"}, {"limit": 1, "action": "block"}],
+    [
+        {"limit": -1},
+        {"limit": "10"},
+        {"limit": float("nan")},
+        {"limit": Decimal("NaN")},
+        {"limit": 1, "period": "week"},
+        {"limit": 1, "action": "block"},
+    ],
 )
 def test_bad_budget_is_refused_at_once(kwargs) -> None:
     with pytest.raises(ValueError):

@@ -34,12 +34,14 @@ class Budget:
             raise ValueError(f"Budget period must be None, 'day' or 'month', not {self.period!r}")
         if self.action not in ACTIONS:
             raise ValueError(f"Budget action must be 'raise' or 'warn', not {self.action!r}")
+        limit = self.limit
         if (
-            isinstance(self.limit, bool)
-            or not isinstance(self.limit, int | float | Decimal)
-            or self.limit < 0
+            isinstance(limit, bool)
+            or not isinstance(limit, int | float | Decimal)
+            or Decimal(limit).is_nan()  # no spend compares with it
+            or limit < 0
         ):
-            raise ValueError(f"Budget limit must be a non-negative number of USD, not {self.limit!r}")
+            raise ValueError(f"Budget limit must be a non-negative number of USD, not {limit!r}")
 
     def describe(self) -> str:
         scope = f" for tracking id {self.tracking_id!r}" if self.tracking_id else ""
