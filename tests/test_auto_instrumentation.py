@@ -42,9 +42,9 @@ def console_spans(stdout: str) -> list[dict]:
     return spans
 
 
-def run_app(tmp_path: Path, server, **env: str) -> subprocess.CompletedProcess:
+def run_app(tmp_path: Path, server, app_code: str = APP, **env: str) -> subprocess.CompletedProcess:
     app = tmp_path / "app.py"
-    app.write_text(APP)
+    app.write_text(app_code)
     command = [str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, str(app)]
     environment = {
         **os.environ,
@@ -74,6 +74,42 @@ def test_disabled_instrumentations_switches_it_off(tmp_path, server) -> None:
     result = run_app(tmp_path, server, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="tokencost_openai")
     assert "APP-RESULT 2000" in result.stdout
     assert console_spans(result.stdout) == []
+
+
+def test_budgets_given_to_instrument_apply_under_opentelemetry_instrument(tmp_path, server) -> None:
+    """The agent has instrumented openai already: instrument()'s budget caps its calls all the same."""
+    app = textwrap.dedent(
+        """
+        import openai, otel_tokencost
+        otel_tokencost.instrument(budgets=[otel_tokencost.Budget(limit=0.0)])
+        try:
+            openai.OpenAI(max_retries=0).chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+            print("APP-RESULT sent")
+        except otel_tokencost.BudgetExceededError:
+            print("APP-RESULT refused")
+        """
+    )
+    sent_before = len(server.last_bodies)
+    result = run_app(tmp_path, server, app)
+    assert "APP-RESULT refused" in result.stdout and len(server.last_bodies) == sent_before
+    (span,) = console_spans(result.stdout)
+    assert span["attributes"][names.ERROR_TYPE] == "BudgetExceededError"
+
+
+def test_a_bad_prices_file_is_reported_once_under_opentelemetry_instrument(tmp_path, server) -> None:
+    """Its instrumentors (openai's and requests') share what they are configured with."""
+    bad = tmp_path / "prices.toml"
+    bad.write_text("[[providers]]\nmatch = 'x'\n")
+    result = run_app(
+        tmp_path,
+        server,
+        APP.replace("import json, openai", "import json, openai, requests"),
+        OTEL_TOKENCOST_PRICES=str(bad),
+    )
+    assert "APP-RESULT 2000" in result.stdout
+    assert result.stderr.count("prices file ignored") == 1, result.stderr
 
 
 def run_script(script: str, server) -> dict:

@@ -15,6 +15,7 @@ import pytest
 import wrapt
 from opentelemetry import context
 from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_tokencost import names
@@ -1583,6 +1584,20 @@ def test_cost_header_hook_only_once_a_gateway_is_called(instrumented, server, cl
     OpenAIInstrumentor().uninstrument()
     assert not hasattr(SyncAPIClient._process_response, "__wrapped__")
     assert not hasattr(AsyncAPIClient._process_response, "__wrapped__")
+
+
+def test_instrument_caps_an_existing_instrumentation_with_its_budgets(instrumented, client, caplog) -> None:
+    import otel_tokencost
+
+    other_provider = TracerProvider()
+    otel_tokencost.instrument(tracer_provider=other_provider, budgets=[otel_tokencost.Budget(limit=0.0)])
+    try:
+        with pytest.raises(otel_tokencost.BudgetExceededError):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    finally:
+        otel_tokencost.uninstrument()
+    assert instrumented.span().attributes[names.ERROR_TYPE] == "BudgetExceededError"  # where it went before
+    assert "openai already instrumented (by opentelemetry-instrument, say)" in caplog.text
 
 
 def test_instrument_leaves_an_existing_instrumentation_to_its_owner(instrumented, client) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -76,16 +77,35 @@ class Telemetry:
 
     @classmethod
     def for_instrumentor(cls, kwargs: Mapping[str, Any]) -> Telemetry:
-        """The engine an instrumentor's `instrument(**kwargs)` asks for: given, or built from its options."""
+        """The engine an instrumentor's `instrument(**kwargs)` asks for: given, or built from its options.
+
+        Instrumentors given no option (`opentelemetry-instrument` passes none) share one, as the
+        instrumentors of `instrument()` do: one prices file read and reported, one cap on tracking ids,
+        one ledger per budget."""
         telemetry = kwargs.get("telemetry")
         if telemetry is not None:
             return telemetry
+        options = (kwargs.get(name) for name in ("tracer_provider", "meter_provider", "prices", "budgets"))
+        if not any(options):
+            global _from_environment
+            with _from_environment_lock:
+                if _from_environment is None:
+                    _from_environment = cls.from_config()
+                return _from_environment
         return cls.from_config(
             kwargs.get("tracer_provider"),
             kwargs.get("meter_provider"),
             kwargs.get("prices"),
             kwargs.get("budgets", ()),
         )
+
+    def configure(self, prices: str | None, budgets: Sequence[Budget]) -> None:
+        """Price and cap the calls from now on with this prices file and these budgets, where given."""
+        if prices is not None:
+            self.pricer = Pricer(_load_prices(prices))
+        if budgets:
+            self.budgets = Budgets(budgets)
+            self.has_budgets = True
 
     def preload_prices(self) -> None:
         """Load genai-prices now rather than in the first call priced; a failure is logged and left
@@ -128,6 +148,10 @@ class Telemetry:
                 OTHER_TRACKING_ID,
             )
         return OTHER_TRACKING_ID
+
+
+_from_environment: Telemetry | None = None  # what instrumentors given no option share
+_from_environment_lock = threading.Lock()
 
 
 def _positive_int(value: str | None, default: int) -> int:

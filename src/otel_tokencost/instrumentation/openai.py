@@ -42,7 +42,7 @@ class OpenAIInstrumentor(BaseInstrumentor):
         return _instruments_openai
 
     def _instrument(self, **kwargs: Any) -> None:
-        telemetry = Telemetry.for_instrumentor(kwargs)
+        self.telemetry = telemetry = Telemetry.for_instrumentor(kwargs)
         inject_usage = os.environ.get(STREAM_USAGE_ENV, "inject").lower() != "off"
 
         def apply() -> None:

@@ -39,7 +39,7 @@ class RequestsInstrumentor(BaseInstrumentor):
         return _instruments_requests
 
     def _instrument(self, **kwargs: Any) -> None:
-        telemetry = Telemetry.for_instrumentor(kwargs)
+        self.telemetry = telemetry = Telemetry.for_instrumentor(kwargs)
         configured = os.environ.get(PATHS_ENV, "").split(",")
         extra = tuple("/" + suffix.strip().strip("/") for suffix in configured if suffix.strip())
 
