@@ -130,6 +130,9 @@ def scraped(server, tmp_path_factory):
     prometheus.stop()
 
 
+UNPRICED_MODEL = "my-finetune-v7"  # no price anywhere: its calls record tokens, not cost
+
+
 def send_traffic(client, base_url: str) -> None:
     import openai
     import requests
@@ -141,6 +144,7 @@ def send_traffic(client, base_url: str) -> None:
             client.chat.completions.create(
                 model=model, messages=[{"role": "user", "content": "one two three"}]
             )
+    client.chat.completions.create(model=UNPRICED_MODEL, messages=[{"role": "user", "content": "hi"}])
     stream = client.chat.completions.create(
         model="gpt-4.1", messages=[{"role": "user", "content": "hi"}], stream=True
     )

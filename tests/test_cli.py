@@ -16,6 +16,7 @@ from otel_tokencost.cli import main
 from otel_tokencost.tables import money
 
 from conftest import API_KEY, genai_cost
+from prometheus_server import UNPRICED_MODEL
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -204,18 +205,31 @@ def test_report_against_a_real_prometheus(scraped) -> None:
         spent[key] = spent.get(key, 0.0) + span.attributes.get("gen_ai.usage.cost.amount", 0.0)
     assert set(rows) == set(calls)
     for key, row in rows.items():
-        assert row["calls"] >= calls[key] // 2 and row["cost"] == pytest.approx(spent[key], rel=0.6)
-        assert row["p95_seconds"] is not None and 0 < row["p95_seconds"] <= 81.92
+        assert row["calls"] >= calls[key] // 2 and row["p95_seconds"] is not None
+        assert 0 < row["p95_seconds"] <= 81.92
+        if key[0] == UNPRICED_MODEL:
+            assert row["cost"] is None  # unpriced, not free
+        else:
+            assert row["cost"] == pytest.approx(spent[key], rel=0.6)
     code, table, _ = run(
         "report", "--prometheus", base, "--since", "1h", "--by", "tracking_id", "--at", str(now)
     )
     assert code == 0 and table.splitlines()[1].split()[:2] == ["tracking_id", "calls"]
     assert {line.split()[0] for line in table.splitlines()[3:]} == {"checkout", "search", "(none)"}
+    code, table, _ = run(
+        "report", "--prometheus", base, "--since", "1h0m30s", "--by", "model", "--at", str(now)
+    )
+    by_model = {line.split()[0]: line.split()[-2] for line in table.splitlines()[3:]}
+    assert code == 0 and by_model[UNPRICED_MODEL] == "unpriced" and list(by_model)[-1] == UNPRICED_MODEL
 
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
-    [("--since", "thirty days", "--since takes"), ("--by", "colour", "--by takes")],
+    [
+        ("--since", "thirty days", "--since takes"),
+        ("--since", "1.5h", "--since takes"),
+        ("--by", "colour", "--by takes"),
+    ],
 )
 def test_report_rejects_bad_arguments(flag, value, message) -> None:
     code, _, err = run("report", "--prometheus", "http://127.0.0.1:9", flag, value)

@@ -21,7 +21,7 @@ GROUP_LABELS = {
     "service": "service_name",
     "operation": "gen_ai_operation_name",
 }
-DURATION = re.compile(r"^\d+(ms|s|m|h|d|w|y)$")
+DURATION = re.compile(r"^(\d+(ms|[smhdwy]))+$")  # 30d, 1h30m: what Prometheus takes in a range
 
 
 class ReportError(Exception):
@@ -74,7 +74,7 @@ def collect(base_url: str, groups: list[str], window: str, at: float) -> list[di
                 "calls": 0,
                 "input_tokens": 0,
                 "output_tokens": 0,
-                "cost": 0.0,
+                "cost": None,  # no priced call in the group: unpriced, not free
                 "p95_seconds": None,
             }
         return rows[key]
@@ -82,7 +82,7 @@ def collect(base_url: str, groups: list[str], window: str, at: float) -> list[di
     for column, expr in queries(labels, window).items():
         for item in _query(base_url, expr, at):
             value = float(item["value"][1])
-            if math.isnan(value):
+            if not math.isfinite(value):  # no data in the window, or a p95 past the last bucket
                 continue
             target = row(item["metric"])
             if column == "tokens":
@@ -95,7 +95,7 @@ def collect(base_url: str, groups: list[str], window: str, at: float) -> list[di
                 target["cost"] = value
             else:
                 target["p95_seconds"] = value
-    return sorted(rows.values(), key=lambda item: item["cost"], reverse=True)
+    return sorted(rows.values(), key=lambda item: (item["cost"] is not None, item["cost"] or 0), reverse=True)
 
 
 def run_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
