@@ -588,18 +588,22 @@ def test_a_bad_request_that_is_not_about_stream_options_is_not_sent_again(
     assert (span.status.status_code, span.attributes[names.ERROR_TYPE]) == (StatusCode.ERROR, "400")
 
 
-def test_stream_usage_injection_off(instrumented, client, server, monkeypatch) -> None:
+@pytest.mark.parametrize("setting", ["off", " OFF ", "inject", "", "false"])
+def test_stream_usage_injection_setting(instrumented, client, server, monkeypatch, caplog, setting) -> None:
+    """`off`, in any case and spacing, turns the injection off; anything but `inject` or nothing is
+    reported, and the default kept."""
     from otel_tokencost import OpenAIInstrumentor
 
     OpenAIInstrumentor().uninstrument()
-    monkeypatch.setenv("OTEL_TOKENCOST_STREAM_USAGE", "off")
+    monkeypatch.setenv("OTEL_TOKENCOST_STREAM_USAGE", setting)
     OpenAIInstrumentor().instrument(
         tracer_provider=instrumented.tracer_provider, meter_provider=instrumented.meter_provider
     )
     assert len(list(stream_chat(client, extra_headers={"x-mock-chunks": "2"}))) == 4
-    assert "stream_options" not in server.last_bodies[-1]
-    span = instrumented.span()
-    assert names.USAGE_INPUT_TOKENS not in span.attributes and names.USAGE_COST_AMOUNT not in span.attributes
+    off = setting.strip().lower() == "off"
+    assert ("stream_options" in server.last_bodies[-1]) is not off
+    assert (names.USAGE_INPUT_TOKENS in instrumented.span().attributes) is not off
+    assert ("OTEL_TOKENCOST_STREAM_USAGE='false' is not inject or off" in caplog.text) is (setting == "false")
 
 
 def test_stream_context_manager_and_break(instrumented, client) -> None:

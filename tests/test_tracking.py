@@ -206,6 +206,14 @@ def test_tracking_id_from_baggage(telemetry, client, monkeypatch) -> None:
     assert tracking_ids(telemetry) == ["acme", "explicit", None]
 
 
+@pytest.mark.parametrize(("setting", "cap"), [("5", 5), (" 7 ", 7), ("", 1000), ("10k", 1000), ("0", 1000)])
+def test_the_cap_on_tracking_ids_is_read_or_reported(monkeypatch, caplog, setting: str, cap: int) -> None:
+    monkeypatch.setenv("OTEL_TOKENCOST_MAX_TRACKING_IDS", setting)
+    assert Telemetry.from_config().max_tracking_ids == cap
+    reported = f"OTEL_TOKENCOST_MAX_TRACKING_IDS={setting.strip()!r} is not a positive whole number"
+    assert (reported in caplog.text) is (setting in ("10k", "0"))
+
+
 def test_tracking_id_cardinality_is_capped(telemetry, client, monkeypatch, caplog) -> None:
     monkeypatch.setenv("OTEL_TOKENCOST_MAX_TRACKING_IDS", "2")
     OpenAIInstrumentor().instrument(

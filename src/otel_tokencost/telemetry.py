@@ -72,7 +72,7 @@ class Telemetry:
             capture,
             Budgets(budgets),
             os.environ.get(BAGGAGE_KEY_ENV) or None,
-            _positive_int(os.environ.get(MAX_TRACKING_IDS_ENV), 1000),
+            _positive_int_from_environment(MAX_TRACKING_IDS_ENV, 1000),
         )
 
     @classmethod
@@ -154,12 +154,14 @@ _from_environment: Telemetry | None = None  # what instrumentors given no option
 _from_environment_lock = threading.Lock()
 
 
-def _positive_int(value: str | None, default: int) -> int:
-    try:
-        number = int(value) if value else default
-    except ValueError:
-        number = default
-    return number if number > 0 else default
+def _positive_int_from_environment(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    logger.warning("otel_tokencost: %s=%r is not a positive whole number; using %d", name, value, default)
+    return default
 
 
 def _load_prices(path: str | None) -> list:

@@ -43,7 +43,7 @@ class OpenAIInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         self.telemetry = telemetry = Telemetry.for_instrumentor(kwargs)
-        inject_usage = os.environ.get(STREAM_USAGE_ENV, "inject").lower() != "off"
+        inject_usage = _injects_stream_usage()
 
         def apply() -> None:
             patch = _Patch(telemetry, inject_usage)
@@ -65,6 +65,14 @@ class OpenAIInstrumentor(BaseInstrumentor):
             unwrap(client, "request")
             if hasattr(client._process_response, "__wrapped__"):
                 unwrap(client, "_process_response")
+
+
+def _injects_stream_usage() -> bool:
+    """OTEL_TOKENCOST_STREAM_USAGE: `inject` (the default) or `off`; anything else is reported."""
+    value = os.environ.get(STREAM_USAGE_ENV, "").strip().lower() or "inject"
+    if value not in ("inject", "off"):
+        logger.warning("otel_tokencost: %s=%r is not inject or off; using inject", STREAM_USAGE_ENV, value)
+    return value != "off"
 
 
 def _read_headers(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
