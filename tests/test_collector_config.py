@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prometheus_server import require_tool
+from prometheus_server import UNPRICED_MODEL, require_tool
 
 CONFIG = Path(__file__).parent.parent / "collector-config"
 REMOVED_EXPORTERS = {"jaeger", "jaeger_thrift", "logging", "otlp", "otlphttp"}  # gone, or renamed in 0.159
@@ -187,6 +187,24 @@ def test_every_dashboard_query_runs_and_the_money_panels_have_data(scraped) -> N
                 assert second_half * 0.99 <= sum(values) <= total_spend * 2, (panel["title"], values)
             if panel["title"] == "Cost per call":
                 assert min(c for c in costs if c) <= values[0] <= max(costs), values
+
+
+def test_the_dashboard_offers_every_model_and_shows_no_error_as_zero(scraped) -> None:
+    """Its variables list the models and services of every call, priced or not; the error rate of a model
+    without errors is 0, not "No data"."""
+    prometheus, spans = scraped
+    offered = {}
+    for variable in dashboard()["templating"]["list"]:
+        metric, label = re.fullmatch(r"label_values\((\w+), (\w+)\)", variable["query"]["query"]).groups()
+        values = prometheus.api(f"label/{label}/values", **{"match[]": metric})["data"]
+        offered[variable["name"]] = set(values)
+    assert offered["model"] == {span.attributes["gen_ai.request.model"] for span in spans}
+    assert UNPRICED_MODEL in offered["model"]  # (services: the collector adds service_name, not this app)
+    (panel,) = [panel for panel in dashboard()["panels"] if panel["title"] == "Error rate"]
+    expr = panel["targets"][0]["expr"].replace("$model", "gpt-4o-mini")  # its calls all succeeded
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    assert [float(item["value"][1]) for item in prometheus.query(expr)] == [0.0]
 
 
 def test_alert_rules_load_in_prometheus(scraped) -> None:
