@@ -307,8 +307,9 @@ def test_prices_from_uses_that_provider(tmp_path) -> None:
     assert (cost.source, cost.usd) == (GENAI_PRICES, genai_total(usage, "gpt-4o", "openai"))
 
 
-def test_other_currency_is_converted_and_longest_match_wins(tmp_path) -> None:
-    pricer = Pricer(load(write(tmp_path, "prices.json", json.dumps(_toml_as_dict()))))
+@pytest.mark.parametrize("name", ["prices.json", "PRICES.JSON"])
+def test_other_currency_is_converted_and_longest_match_wins(tmp_path, name: str) -> None:
+    pricer = Pricer(load(write(tmp_path, name, json.dumps(_toml_as_dict()))))
     usage = Usage(input_tokens=1_000_000, output_tokens=500_000)
     cny = pricer.price("http://127.0.0.1:8000/v1", "qwen-local", None, usage, NOW_NS)
     assert (cny.currency, cny.billed, cny.usd) == ("CNY", Decimal(6), Decimal(6) * Decimal("0.14"))

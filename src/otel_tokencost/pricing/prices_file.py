@@ -73,12 +73,11 @@ def load(path: str | Path) -> list[FileProvider]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise PricesFileError(path, [f"cannot read: {error.strerror or error}"]) from None
+    is_json = path.lower().endswith(".json")
     try:
-        data = json.loads(text) if path.endswith(".json") else tomllib.loads(text)
+        data = json.loads(text) if is_json else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as error:
-        raise PricesFileError(
-            path, [f"not valid {'JSON' if path.endswith('.json') else 'TOML'}: {error}"]
-        ) from None
+        raise PricesFileError(path, [f"not valid {'JSON' if is_json else 'TOML'}: {error}"]) from None
     problems: list[str] = []
     providers = _providers(data, problems)
     if problems:
