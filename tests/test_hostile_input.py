@@ -66,12 +66,12 @@ request_values = json_values | st.dictionaries(st.sampled_from(["type", "format"
 request_like = st.dictionaries(request_keys, request_values, max_size=8)
 ATTRIBUTE_TYPES = {
     names.REQUEST_MAX_TOKENS: (int, float),
-    names.REQUEST_TEMPERATURE: (int, float),
-    names.REQUEST_TOP_P: (int, float),
-    names.REQUEST_TOP_K: (int, float),
+    names.REQUEST_TEMPERATURE: (float,),  # doubles in the semantic conventions
+    names.REQUEST_TOP_P: (float,),
+    names.REQUEST_TOP_K: (float,),
     names.REQUEST_SEED: (int,),
-    names.REQUEST_FREQUENCY_PENALTY: (int, float),
-    names.REQUEST_PRESENCE_PENALTY: (int, float),
+    names.REQUEST_FREQUENCY_PENALTY: (float,),
+    names.REQUEST_PRESENCE_PENALTY: (float,),
     names.REQUEST_STOP_SEQUENCES: (tuple,),
     names.REQUEST_ENCODING_FORMATS: (tuple,),
     names.EMBEDDINGS_DIMENSION_COUNT: (int,),

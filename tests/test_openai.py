@@ -243,6 +243,14 @@ def test_openai_host_sets_api_type_and_provider(instrumented, server, monkeypatc
         True,
     )
     assert providers.endpoint_for("https://api.deepseek.com").provider == "deepseek"
+    for url, provider in (
+        ("https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us", "gcp.vertex_ai"),
+        ("https://aiplatform.googleapis.com/v1/projects/p/locations/global", "gcp.vertex_ai"),
+        ("https://bedrock-runtime.us-west-2.amazonaws.com/openai/v1", "aws.bedrock"),
+        ("https://codestral.mistral.ai/v1", "mistral_ai"),
+        ("https://us-central1-aiplatform.googleapis.com.example.net/v1", "openai"),  # not Google's
+    ):
+        assert providers.endpoint_for(url).provider == provider, url
     assert (
         providers.endpoint_for("https://x.openai.azure.com/openai/deployments/d").provider
         == "azure.ai.openai"
@@ -545,7 +553,7 @@ def test_stream_options_of_extra_body_keep_the_usage_asked_for(instrumented, cli
     assert server.last_bodies[-1]["stream_options"] == {"continuous_usage_stats": True, "include_usage": True}
     attributes = instrumented.span().attributes
     assert (attributes[names.USAGE_OUTPUT_TOKENS], attributes[names.REQUEST_SEED]) == (3, 9)
-    assert attributes[names.REQUEST_TOP_K] == 40
+    assert attributes[names.REQUEST_TOP_K] == 40 and type(attributes[names.REQUEST_TOP_K]) is float  # double
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ KNOWN_HOSTS = (
     ("api.deepseek.com", "deepseek"),
     ("api.groq.com", "groq"),
     ("api.mistral.ai", "mistral_ai"),
+    ("codestral.mistral.ai", "mistral_ai"),
     ("api.x.ai", "x_ai"),
     ("api.perplexity.ai", "perplexity"),
     ("api.cohere.ai", "cohere"),
@@ -27,6 +29,11 @@ KNOWN_HOSTS = (
     ("api.together.xyz", "together_ai"),
     ("api.together.ai", "together_ai"),
     ("api.fireworks.ai", "fireworks"),
+)
+# Hosts with a region in their name -> gen_ai.provider.name.
+KNOWN_HOST_PATTERNS = (
+    (re.compile(r"([a-z0-9-]+\.)*[a-z0-9]+(-[a-z0-9]+)*-aiplatform\.googleapis\.com"), "gcp.vertex_ai"),
+    (re.compile(r"bedrock-runtime(-fips)?\.[a-z0-9-]+\.amazonaws\.com"), "aws.bedrock"),
 )
 UNKNOWN_COMPATIBLE = "openai"
 # Azure OpenAI takes `stream_options` from this API version on (and in its v1 API, which has none).
@@ -61,7 +68,7 @@ def endpoint_for(base_url: str, provider: str | None = None) -> Endpoint:
         port = 443 if parts.scheme == "https" else 80
     known = next(
         (name for suffix, name in KNOWN_HOSTS if host == suffix or host.endswith("." + suffix)), None
-    )
+    ) or next((name for pattern, name in KNOWN_HOST_PATTERNS if pattern.fullmatch(host)), None)
     return Endpoint(
         base_url=_without_credentials(base_url, parts),
         provider=provider or known or UNKNOWN_COMPATIBLE,

@@ -19,6 +19,11 @@ def _number(value: Any) -> int | float | None:
     return value if value.__class__ in (int, float) else None
 
 
+def _double(value: Any) -> float | None:
+    """A sampling parameter, a double whether the app wrote `1` or `1.0`."""
+    return float(value) if value.__class__ in (int, float) else None
+
+
 def _integer(value: Any) -> int | None:
     return value if value.__class__ is int else None
 
@@ -70,11 +75,11 @@ RECORDED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "max_tokens": (names.REQUEST_MAX_TOKENS, _number),
     "max_completion_tokens": (names.REQUEST_MAX_TOKENS, _number),
     "max_output_tokens": (names.REQUEST_MAX_TOKENS, _number),
-    "temperature": (names.REQUEST_TEMPERATURE, _number),
-    "top_p": (names.REQUEST_TOP_P, _number),
-    "top_k": (names.REQUEST_TOP_K, _number),  # vLLM's and others', sent in `extra_body`
-    "frequency_penalty": (names.REQUEST_FREQUENCY_PENALTY, _number),
-    "presence_penalty": (names.REQUEST_PRESENCE_PENALTY, _number),
+    "temperature": (names.REQUEST_TEMPERATURE, _double),
+    "top_p": (names.REQUEST_TOP_P, _double),
+    "top_k": (names.REQUEST_TOP_K, _double),  # vLLM's and others', sent in `extra_body`
+    "frequency_penalty": (names.REQUEST_FREQUENCY_PENALTY, _double),
+    "presence_penalty": (names.REQUEST_PRESENCE_PENALTY, _double),
     "stop": (names.REQUEST_STOP_SEQUENCES, _strings),
     "seed": (names.REQUEST_SEED, _integer),
     "n": (names.REQUEST_CHOICE_COUNT, _choice_count),
