@@ -1526,6 +1526,136 @@ def test_streamed_content_captured_and_capped(capturing, client) -> None:
     assert output[0]["parts"][0]["content"] == text
 
 
+def raw_reply(body: dict | list) -> dict:
+    """Headers that have the local server answer with `body`: a JSON object, or a stream's chunks."""
+    if isinstance(body, dict):
+        return {"x-mock-raw-body": json.dumps(body), "x-mock-content-type": "application/json"}
+    events = "".join(f"data: {json.dumps(chunk)}\\n\\n" for chunk in body) + "data: [DONE]\\n\\n"
+    # (a header holds no line break: the server reads `\n` as one)
+    return {"x-mock-raw-body": events, "x-mock-content-type": "text/event-stream"}
+
+
+WEATHER_CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+}
+CALL_PART = {"type": "tool_call", "id": "call_1", "name": "weather", "arguments": {"city": "Paris"}}
+
+
+def test_captured_content_has_a_message_per_choice_and_the_tool_calls(capturing, client) -> None:
+    """Each choice is its own output message with its finish reason; tool calls and their results, in
+    the history and in the reply, are the conventions' tool_call and tool_call_response parts."""
+    reply = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "tool_calls": [WEATHER_CALL]},
+                "finish_reason": "tool_calls",
+            },
+            {"index": 1, "message": {"role": "assistant", "content": "Rain."}, "finish_reason": "length"},
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+    }
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [WEATHER_CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "rainy"},
+    ]
+    client.chat.completions.create(model="gpt-4o-mini", messages=history, n=2, extra_headers=raw_reply(reply))
+    attributes = capturing.span().attributes
+    assert json.loads(attributes[names.INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]},
+        {"role": "assistant", "parts": [CALL_PART]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "result": "rainy"}]},
+    ]
+    assert json.loads(attributes[names.OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [CALL_PART], "finish_reason": "tool_calls"},
+        {"role": "assistant", "parts": [{"type": "text", "content": "Rain."}], "finish_reason": "length"},
+    ]
+
+
+def test_streamed_content_is_gathered_per_choice_and_tool_call(capturing, client) -> None:
+    """Choices arrive interleaved and a tool call's arguments in pieces: each is put back together."""
+
+    def chunk(index: int, delta: dict, finish_reason: str | None = None) -> dict:
+        choice = {"index": index, "delta": delta, "finish_reason": finish_reason}
+        return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [choice]}
+
+    call_start = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "weather", "arguments": ""},
+    }
+    chunks = [
+        chunk(0, {"role": "assistant", "tool_calls": [call_start]}),
+        chunk(1, {"role": "assistant", "content": "Rain"}),
+        chunk(0, {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
+        chunk(1, {"content": " today."}, "stop"),
+        chunk(0, {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}, "tool_calls"),
+    ]
+    request = {
+        "model": "m",
+        "messages": MESSAGES,
+        "n": 2,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    assert len(list(client.chat.completions.create(**request, extra_headers=raw_reply(chunks)))) == 5
+    assert json.loads(capturing.span().attributes[names.OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [CALL_PART], "finish_reason": "tool_calls"},
+        {"role": "assistant", "parts": [{"type": "text", "content": "Rain today."}], "finish_reason": "stop"},
+    ]
+
+
+@pytest.mark.skipif(not HAS_RESPONSES, reason="this openai has no Responses API")
+def test_responses_tool_calls_are_captured_as_tool_call_parts(capturing, client) -> None:
+    reply = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "status": "completed",
+        "model": "gpt-4.1",
+        "output": [
+            {
+                "type": "function_call",
+                "id": "fc_1",
+                "call_id": "call_1",
+                "name": "weather",
+                "arguments": '{"city": "Paris"}',
+                "status": "completed",
+            },
+        ],
+        "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5},
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+    history = [
+        {"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+        {"type": "function_call", "call_id": "call_0", "name": "weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_0", "output": "rainy"},
+    ]
+    client.responses.create(model="gpt-4.1", input=history, extra_headers=raw_reply(reply))
+    attributes = capturing.span().attributes
+    assert json.loads(attributes[names.INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Weather?"}]},
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": "call_0", "name": "weather", "arguments": {}}],
+        },
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_0", "result": "rainy"}]},
+    ]
+    assert json.loads(attributes[names.OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [CALL_PART], "finish_reason": "completed"}
+    ]
+
+
 @pytest.mark.skipif(not HAS_RESPONSES, reason="this openai has no Responses API")
 def test_responses_content_captured(capturing, client) -> None:
     result = client.responses.create(model="gpt-4.1", input="a b c", instructions="Answer in French.")

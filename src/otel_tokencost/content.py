@@ -1,7 +1,8 @@
 """Message content, recorded only when OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true.
 
-Messages follow the GenAI conventions' JSON shape (`role`, `parts`), and each attribute is capped so
-that a huge prompt cannot make telemetry huge.
+Messages follow the GenAI conventions' JSON shape: a `role` and `parts` (text, the tool calls a model
+made and their results), and one output message per generation (choice) with its finish reason. Each
+attribute is capped so that a huge prompt cannot make telemetry huge.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .operations import Outcome, get
 
 MAX_CHARS = 16_384
 TRUNCATED = "...[truncated]"
+SCALARS = (str, int, float, bool, list)  # not a message
 
 
 def _capped(value: Any) -> str:
@@ -22,33 +24,91 @@ def _capped(value: Any) -> str:
     return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - len(TRUNCATED)] + TRUNCATED
 
 
-def _text_parts(content: Any) -> list[dict[str, str]]:
+def _texts(content: Any) -> list[str]:
+    """The texts of a message's content: a string, or a list of parts with `text` (images and audio are
+    not text)."""
     if isinstance(content, str):
-        return [{"type": "text", "content": content}]
-    parts = []
+        return [content]
+    texts = []
     for part in content if isinstance(content, list) else ():
-        text = get(part, "text") if isinstance(part, dict) or hasattr(part, "text") else None
+        text = get(part, "text") if part is not None and not isinstance(part, SCALARS) else None
         if isinstance(text, str):
-            parts.append({"type": "text", "content": text})
-    return parts
+            texts.append(text)
+    return texts
+
+
+def _text_parts(content: Any) -> list[dict[str, Any]]:
+    return [{"type": "text", "content": text} for text in _texts(content)]
+
+
+def _arguments(value: Any) -> Any:
+    """A tool call's arguments: the object the model wrote (JSON in a string), else as they came."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    return {"type": "tool_call", "id": call_id, "name": name, "arguments": _arguments(arguments)}
+
+
+def _tool_result(call_id: Any, result: Any) -> dict[str, Any]:
+    return {"type": "tool_call_response", "id": call_id, "result": result}
+
+
+def _chat_tool_call(call: Any) -> dict[str, Any]:
+    """A Chat Completions tool call (`{"id", "function": {"name", "arguments"}}`) as a part."""
+    function = get(call, "function")
+    if function is None:
+        return _tool_call(get(call, "id"), None, None)
+    return _tool_call(get(call, "id"), get(function, "name"), get(function, "arguments"))
+
+
+def _add_chat_call(generation: Generation, index: Any, call: Any) -> None:
+    """A Chat Completions tool call, or a stream's piece of one, added to its generation."""
+    function = get(call, "function")
+    if function is None:
+        generation.add_call(index, get(call, "id"), None, None)
+    else:
+        generation.add_call(index, get(call, "id"), get(function, "name"), get(function, "arguments"))
+
+
+def _message(message: Any) -> dict[str, Any]:
+    """A chat message, or a Responses API input item, in the conventions' shape."""
+    kind = get(message, "type")
+    if kind == "function_call":  # Responses: a call the model made
+        call = _tool_call(get(message, "call_id"), get(message, "name"), get(message, "arguments"))
+        return {"role": "assistant", "parts": [call]}
+    if kind == "function_call_output":  # Responses: the app's answer to it
+        return {"role": "tool", "parts": [_tool_result(get(message, "call_id"), get(message, "output"))]}
+    role, content = get(message, "role") or "user", get(message, "content")
+    if role == "tool":
+        result = content if isinstance(content, str) else "".join(_texts(content))
+        return {"role": role, "parts": [_tool_result(get(message, "tool_call_id"), result)]}
+    parts = _text_parts(content)
+    parts += [_chat_tool_call(call) for call in get(message, "tool_calls") or ()]
+    return {"role": str(role), "parts": parts}
 
 
 def _messages(body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     messages = body.get("messages")
     if isinstance(messages, list):
         for message in messages:
-            if isinstance(message, dict):
-                yield {"role": str(message.get("role", "user")), "parts": _text_parts(message.get("content"))}
+            if message is not None and not isinstance(message, SCALARS):  # a dict, or an SDK message
+                yield _message(message)
         return
     prompt = body.get("input", body.get("prompt"))
     if isinstance(prompt, str):
         yield {"role": "user", "parts": _text_parts(prompt)}
     elif isinstance(prompt, list):
         for item in prompt:
-            if isinstance(item, dict):
-                yield {"role": str(item.get("role", "user")), "parts": _text_parts(item.get("content"))}
-            elif isinstance(item, str):
+            if isinstance(item, str):
                 yield {"role": "user", "parts": _text_parts(item)}
+            elif item is not None and not isinstance(item, SCALARS):
+                yield _message(item)
 
 
 def input_attributes(body: Mapping[str, Any]) -> dict[str, str]:
@@ -63,42 +123,94 @@ def input_attributes(body: Mapping[str, Any]) -> dict[str, str]:
     return attributes
 
 
+class Generation:
+    """One choice's output as it is read: its text (in pieces, as a stream brings it), the tool calls
+    it made, and why it finished."""
+
+    __slots__ = ("calls", "finish_reason", "texts")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.calls: dict[Any, list[Any]] = {}  # index -> [id, name, argument pieces]
+        self.finish_reason: Any = None
+
+    def add_call(self, index: Any, call_id: Any, name: Any, arguments: Any) -> None:
+        """A tool call, or the next piece of one in a stream (its id and name come first)."""
+        call = self.calls.setdefault(index, [None, None, []])
+        call[0], call[1] = call[0] or call_id, call[1] or name
+        if isinstance(arguments, str) and len(call[2]) < MAX_CHARS:
+            call[2].append(arguments)
+
+    def message(self, finish_reason: Any) -> dict[str, Any]:
+        parts: list[dict[str, Any]] = _text_parts("".join(self.texts)) if self.texts else []
+        parts += [_tool_call(call_id, name, "".join(pieces)) for call_id, name, pieces in self.calls.values()]
+        message: dict[str, Any] = {"role": "assistant", "parts": parts}
+        reason = self.finish_reason or finish_reason
+        if reason:
+            message["finish_reason"] = reason
+        return message
+
+
+def _generation(outcome: Outcome, index: Any) -> Generation:
+    generations = outcome.generations
+    if generations is None:
+        generations = outcome.generations = {}
+    generation = generations.get(index)
+    if generation is None:
+        generation = generations[index] = Generation()
+    return generation
+
+
 def read_output(outcome: Outcome, response: Any) -> None:
-    """Collect the text a whole response returned into `outcome.texts`."""
-    texts = outcome.texts if outcome.texts is not None else []
-    for choice in get(response, "choices") or ():
+    """Collect what a whole response returned, choice by choice, into `outcome.generations`."""
+    for position, choice in enumerate(get(response, "choices") or ()):
+        index = get(choice, "index")
+        generation = _generation(outcome, index if isinstance(index, int) else position)
         message = get(choice, "message")
         text = get(message, "content") if message is not None else get(choice, "text")
         if isinstance(text, str):
-            texts.append(text)
-    for item in get(response, "output") or ():
-        for part in get(item, "content") or ():
-            text = get(part, "text")
-            if isinstance(text, str):
-                texts.append(text)
-    outcome.texts = texts
+            generation.texts.append(text)
+        for number, call in enumerate((get(message, "tool_calls") or ()) if message is not None else ()):
+            _add_chat_call(generation, number, call)
+        generation.finish_reason = get(choice, "finish_reason")
+    output = get(response, "output")
+    if output:  # the Responses API: one generation, its items' text and calls
+        generation = _generation(outcome, 0)
+        for number, item in enumerate(output):
+            if get(item, "type") == "function_call":
+                generation.add_call(number, get(item, "call_id"), get(item, "name"), get(item, "arguments"))
+            for part in get(item, "content") or ():
+                text = get(part, "text")
+                if isinstance(text, str):
+                    generation.texts.append(text)
 
 
 def read_chunk_output(outcome: Outcome, chunk: Any) -> None:
-    """Add a stream chunk's text to `outcome.texts`."""
+    """Add a stream chunk's text and tool-call pieces to its choice's generation."""
     if get(chunk, "type") in ("response.completed", "response.incomplete"):
-        outcome.texts = []
+        outcome.generations = None  # the final event repeats the whole response
         read_output(outcome, get(chunk, "response"))
         return
-    texts = outcome.texts if outcome.texts is not None else []
     for choice in get(chunk, "choices") or ():
+        index = get(choice, "index")
+        generation = _generation(outcome, index if isinstance(index, int) else 0)
         delta = get(choice, "delta")
         text = get(delta, "content") if delta is not None else get(choice, "text")
-        if isinstance(text, str) and len(texts) < MAX_CHARS:  # enough pieces to fill the cap
-            texts.append(text)
-    outcome.texts = texts
+        if isinstance(text, str) and len(generation.texts) < MAX_CHARS:  # enough pieces to fill the cap
+            generation.texts.append(text)
+        for call in (get(delta, "tool_calls") or ()) if delta is not None else ():
+            _add_chat_call(generation, get(call, "index"), call)
+        reason = get(choice, "finish_reason")
+        if reason:
+            generation.finish_reason = reason
 
 
 def output_attributes(outcome: Outcome) -> dict[str, str]:
-    """`gen_ai.output.messages` from the collected text."""
-    if not outcome.texts:
+    """`gen_ai.output.messages`: one message per generation, in choice order."""
+    generations = outcome.generations
+    if not generations:
         return {}
-    message = {"role": "assistant", "parts": _text_parts("".join(outcome.texts))}
-    if outcome.finish_reasons:
-        message["finish_reason"] = outcome.finish_reasons[0]
-    return {names.OUTPUT_MESSAGES: _capped([message])}
+    # A Responses generation finishes as the response does (its status, read apart).
+    reason = outcome.finish_reasons[0] if len(generations) == 1 and outcome.finish_reasons else None
+    ordered = sorted(generations.items(), key=lambda item: item[0])
+    return {names.OUTPUT_MESSAGES: _capped([generation.message(reason) for _, generation in ordered])}

@@ -330,7 +330,7 @@ class Call:
             attributes[names.OPENAI_RESPONSE_SERVICE_TIER] = outcome.service_tier
         if error_type:
             attributes[names.ERROR_TYPE] = error_type
-        if outcome.texts:
+        if outcome.generations:
             attributes.update(content.output_attributes(outcome))
         usage = outcome.usage
         if usage is not None:

@@ -144,7 +144,7 @@ class Outcome:
     service_tier: str | None = None  # the tier that served the call, as OpenAI's responses state it
     finish_reasons: list[str] = field(default_factory=list)
     usage: Usage | None = None
-    texts: list[str] | None = None  # only when message content is captured
+    generations: dict[int, Any] | None = None  # content.Generation by choice, when content is captured
     reported_cost: Decimal | None = None  # what the provider says the call cost (OpenRouter, LiteLLM)
 
 
