@@ -226,10 +226,16 @@ async def test_each_endpoint_async(
     span = instrumented.span()
     assert span.name == span_name
     input_tokens = span.attributes[names.USAGE_INPUT_TOKENS]
-    output_tokens = span.attributes[names.USAGE_OUTPUT_TOKENS]
     assert input_tokens > 0
+    token_types = [
+        point.attributes[names.TOKEN_TYPE] for point in instrumented.points(names.METRIC_TOKEN_USAGE)
+    ]
+    if endpoint == "embeddings":  # its usage counts input tokens alone: no output is recorded
+        assert names.USAGE_OUTPUT_TOKENS not in span.attributes and token_types == ["input"]
+    else:
+        assert sorted(token_types) == ["input", "output"]
     if priced_model is not None:
-        assert_priced(span, priced_model, input_tokens, output_tokens)
+        assert_priced(span, priced_model, input_tokens, span.attributes[names.USAGE_OUTPUT_TOKENS])
 
 
 def test_openai_host_sets_api_type_and_provider(instrumented, server, monkeypatch) -> None:

@@ -253,7 +253,8 @@ class Call:
         cost = None
         if usage is not None:
             instruments.token_usage.record(usage.input_tokens, input_attributes, context)
-            instruments.token_usage.record(usage.output_tokens, output_attributes, context)
+            if usage.output_tokens or self.operation.generates:
+                instruments.token_usage.record(usage.output_tokens, output_attributes, context)
             cost = self._price(usage, attributes)
             if cost is not None:
                 instruments.cost.record(attributes[names.USAGE_COST_AMOUNT], metric_attributes, context)
@@ -335,7 +336,8 @@ class Call:
         usage = outcome.usage
         if usage is not None:
             attributes[names.USAGE_INPUT_TOKENS] = usage.input_tokens
-            attributes[names.USAGE_OUTPUT_TOKENS] = usage.output_tokens
+            if usage.output_tokens or self.operation.generates:
+                attributes[names.USAGE_OUTPUT_TOKENS] = usage.output_tokens
             if usage.cache_read_tokens:
                 attributes[names.USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
             if usage.cache_write_tokens:

@@ -369,6 +369,9 @@ class Operation:
     tail_keys: tuple[str, ...] = ()
     walk_body: Callable[[bytes], dict[str, Any] | None] | None = None
     walk_event: Callable[[bytes], dict[str, Any] | None] | None = None
+    # Whether the endpoint generates output tokens: an embeddings call reports input tokens alone, and
+    # records output tokens only if its provider counts some.
+    generates: bool = True
 
 
 CHAT_COMPLETIONS = Operation(
@@ -387,7 +390,13 @@ COMPLETIONS = Operation(
     names.TEXT_COMPLETION, None, _read_choices, _read_choices_chunk, True, walk_body=_walk_choices_body
 )
 EMBEDDINGS = Operation(
-    names.EMBEDDINGS, None, _read_embeddings, _read_choices_chunk, False, tail_keys=("model", "usage")
+    names.EMBEDDINGS,
+    None,
+    _read_embeddings,
+    _read_choices_chunk,
+    False,
+    tail_keys=("model", "usage"),
+    generates=False,
 )
 
 _BY_SUFFIX = (
