@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionChunk
 
-from otel_tokencost import names
+from otel_tokencost import content, names
 from otel_tokencost.bodies import MAX_KEPT, TAIL_WINDOW, JSONObserver
 from otel_tokencost.engine import Call
 from otel_tokencost.json_tail import (
@@ -137,6 +137,52 @@ def test_chunk_readers_never_raise(chunks) -> None:
             if isinstance(chunk, dict):
                 operation.read_chunk(outcome, chunk)
         assert len(outcome.finish_reasons) <= MAX_FINISH_REASONS
+
+
+content_names = st.sampled_from(
+    [
+        "messages",
+        "input",
+        "prompt",
+        "instructions",
+        "choices",
+        "message",
+        "delta",
+        "content",
+        "text",
+        "role",
+        "tool_calls",
+        "function",
+        "name",
+        "arguments",
+        "index",
+        "finish_reason",
+        "output",
+        "type",
+        "call_id",
+        "tool_call_id",
+        "function_call",
+        "function_call_output",
+        "response",
+    ]
+)
+content_like = st.recursive(
+    json_values | content_names,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(content_names, children, max_size=6),
+    max_leaves=25,
+)
+
+
+@given(st.dictionaries(content_names, content_like, max_size=6), st.lists(content_like, max_size=8))
+def test_captured_content_of_any_request_response_or_chunks_never_raises(body, replies) -> None:
+    """Message content (when captured) is read from whatever the app sends and the provider answers."""
+    assert all(json.loads(value) is not None for value in content.input_attributes(body).values())
+    for whole in (True, False):
+        outcome = Outcome(finish_reasons=["stop"])
+        for reply in replies:
+            (content.read_output if whole else content.read_chunk_output)(outcome, reply)
+        for value in content.output_attributes(outcome).values():
+            assert value.endswith(content.TRUNCATED) or json.loads(value)
 
 
 def _as_object(value: Any) -> Any:

@@ -41,6 +41,11 @@ def _text_parts(content: Any) -> list[dict[str, Any]]:
     return [{"type": "text", "content": text} for text in _texts(content)]
 
 
+def _listed(value: Any) -> list:
+    """A list member (`tool_calls`), or none when it is anything else."""
+    return value if isinstance(value, list) else []
+
+
 def _arguments(value: Any) -> Any:
     """A tool call's arguments: the object the model wrote (JSON in a string), else as they came."""
     if isinstance(value, str):
@@ -89,7 +94,7 @@ def _message(message: Any) -> dict[str, Any]:
         result = content if isinstance(content, str) else "".join(_texts(content))
         return {"role": role, "parts": [_tool_result(get(message, "tool_call_id"), result)]}
     parts = _text_parts(content)
-    parts += [_chat_tool_call(call) for call in get(message, "tool_calls") or ()]
+    parts += [_chat_tool_call(call) for call in _listed(get(message, "tool_calls"))]
     return {"role": str(role), "parts": parts}
 
 
@@ -170,7 +175,7 @@ def read_output(outcome: Outcome, response: Any) -> None:
         text = get(message, "content") if message is not None else get(choice, "text")
         if isinstance(text, str):
             generation.texts.append(text)
-        for number, call in enumerate((get(message, "tool_calls") or ()) if message is not None else ()):
+        for number, call in enumerate(_listed(get(message, "tool_calls")) if message is not None else ()):
             _add_chat_call(generation, number, call)
         generation.finish_reason = get(choice, "finish_reason")
     output = get(response, "output")
@@ -198,7 +203,7 @@ def read_chunk_output(outcome: Outcome, chunk: Any) -> None:
         text = get(delta, "content") if delta is not None else get(choice, "text")
         if isinstance(text, str) and len(generation.texts) < MAX_CHARS:  # enough pieces to fill the cap
             generation.texts.append(text)
-        for call in (get(delta, "tool_calls") or ()) if delta is not None else ():
+        for call in _listed(get(delta, "tool_calls")) if delta is not None else ():
             _add_chat_call(generation, get(call, "index"), call)
         reason = get(choice, "finish_reason")
         if reason:
