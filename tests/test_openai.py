@@ -1620,6 +1620,51 @@ def test_streamed_content_is_gathered_per_choice_and_tool_call(capturing, client
 
 
 @pytest.mark.skipif(not HAS_RESPONSES, reason="this openai has no Responses API")
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_failed_response_is_an_error_of_the_call(instrumented, client, stream: bool) -> None:
+    """A Responses API response can fail over HTTP 200: the span records it, with the error's code."""
+    failed = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "status": "failed",
+        "error": {"code": "server_error", "message": "The model failed."},
+        "model": "gpt-4.1",
+        "output": [],
+        "usage": None,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+    if stream:
+        created = {**failed, "status": "in_progress", "error": None}
+        events = [
+            {"type": "response.created", "sequence_number": 0, "response": created},
+            {"type": "response.failed", "sequence_number": 1, "response": failed},
+        ]
+        assert (
+            len(
+                list(
+                    client.responses.create(
+                        model="gpt-4.1", input="hi", stream=True, extra_headers=raw_reply(events)
+                    )
+                )
+            )
+            == 2
+        )
+    else:
+        assert (
+            client.responses.create(model="gpt-4.1", input="hi", extra_headers=raw_reply(failed)).status
+            == "failed"
+        )
+    span = instrumented.span()
+    assert (span.status.status_code, span.attributes[names.ERROR_TYPE]) == (StatusCode.ERROR, "server_error")
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("failed",)
+    (duration,) = instrumented.points(names.METRIC_DURATION)
+    assert duration.attributes[names.ERROR_TYPE] == "server_error"
+
+
+@pytest.mark.skipif(not HAS_RESPONSES, reason="this openai has no Responses API")
 def test_responses_tool_calls_are_captured_as_tool_call_parts(capturing, client) -> None:
     reply = {
         "id": "resp_1",

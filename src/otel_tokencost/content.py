@@ -42,7 +42,7 @@ def _text_parts(content: Any) -> list[dict[str, Any]]:
 
 
 def _listed(value: Any) -> list:
-    """A list member (`tool_calls`), or none when it is anything else."""
+    """A member that should be a list (`choices`, `tool_calls`), or none when it is anything else."""
     return value if isinstance(value, list) else []
 
 
@@ -168,7 +168,7 @@ def _generation(outcome: Outcome, index: Any) -> Generation:
 
 def read_output(outcome: Outcome, response: Any) -> None:
     """Collect what a whole response returned, choice by choice, into `outcome.generations`."""
-    for position, choice in enumerate(get(response, "choices") or ()):
+    for position, choice in enumerate(_listed(get(response, "choices"))):
         index = get(choice, "index")
         generation = _generation(outcome, index if isinstance(index, int) else position)
         message = get(choice, "message")
@@ -178,13 +178,13 @@ def read_output(outcome: Outcome, response: Any) -> None:
         for number, call in enumerate(_listed(get(message, "tool_calls")) if message is not None else ()):
             _add_chat_call(generation, number, call)
         generation.finish_reason = get(choice, "finish_reason")
-    output = get(response, "output")
+    output = _listed(get(response, "output"))
     if output:  # the Responses API: one generation, its items' text and calls
         generation = _generation(outcome, 0)
         for number, item in enumerate(output):
             if get(item, "type") == "function_call":
                 generation.add_call(number, get(item, "call_id"), get(item, "name"), get(item, "arguments"))
-            for part in get(item, "content") or ():
+            for part in _listed(get(item, "content")):
                 text = get(part, "text")
                 if isinstance(text, str):
                     generation.texts.append(text)
@@ -196,7 +196,7 @@ def read_chunk_output(outcome: Outcome, chunk: Any) -> None:
         outcome.generations = None  # the final event repeats the whole response
         read_output(outcome, get(chunk, "response"))
         return
-    for choice in get(chunk, "choices") or ():
+    for choice in _listed(get(chunk, "choices")):
         index = get(choice, "index")
         generation = _generation(outcome, index if isinstance(index, int) else 0)
         delta = get(choice, "delta")

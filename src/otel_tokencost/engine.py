@@ -223,8 +223,11 @@ class Call:
         self._ended = True
         duration = perf_counter() - self._start
         try:
-            if error is not None and error_type is None:
-                error_type = _error_type(error)
+            if error_type is None:
+                if error is not None:
+                    error_type = _error_type(error)
+                elif self.outcome.failure is not None:
+                    error_type = self.outcome.failure  # a Responses API response that failed
             self._finish(duration, error_type)
         except Exception:
             report_internal_error("ending the span")

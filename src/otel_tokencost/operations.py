@@ -146,6 +146,7 @@ class Outcome:
     usage: Usage | None = None
     generations: dict[int, Any] | None = None  # content.Generation by choice, when content is captured
     reported_cost: Decimal | None = None  # what the provider says the call cost (OpenRouter, LiteLLM)
+    failure: str | None = None  # the error a response reports over a successful HTTP status
 
 
 def reported_cost(value: Any) -> Decimal | None:
@@ -251,6 +252,9 @@ def _read_response(outcome: Outcome, body: Any) -> None:
     status = body.get("status")
     if status and status != "in_progress":
         outcome.finish_reasons = [str(status)]
+        if status == "failed":  # answered, but the response failed: its error's code is the call's
+            code = get(body.get("error"), "code")
+            outcome.failure = code if isinstance(code, str) and code else "failed"
     usage = body.get("usage")
     if usage is not None:
         _take_usage(outcome, usage)
@@ -315,7 +319,7 @@ RESPONSE_EVENTS_WITH_BODY = frozenset(
     {"response.created", "response.completed", "response.incomplete", "response.failed"}
 )
 # What `_read_response` reads of a Responses body.
-RESPONSE_KEYS = ("model", "id", "service_tier", "status", "usage")
+RESPONSE_KEYS = ("model", "id", "service_tier", "status", "error", "usage")
 
 
 def _walk_response_body(body: bytes) -> dict[str, Any] | None:
