@@ -329,6 +329,37 @@ def test_a_priority_call_costs_the_priority_rates(instrumented, server, stream) 
     assert attributes[names.USAGE_COST_AMOUNT] == float(priority)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("own_api", [True, False], ids=["openai", "other host"])
+def test_openai_own_api_records_the_system_fingerprint(instrumented, client, server, stream, own_api) -> None:
+    meta = {"id": "chatcmpl-1", "created": 1, "model": "gpt-4o-mini", "system_fingerprint": "fp_44709d6fcb"}
+    usage = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
+    if stream:
+        reply = [
+            {
+                **meta,
+                "object": "chat.completion.chunk",
+                "choices": [
+                    {"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}
+                ],
+            },
+            {**meta, "object": "chat.completion.chunk", "choices": [], "usage": usage},
+        ]
+    else:
+        choice = {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}
+        reply = {**meta, "object": "chat.completion", "choices": [choice], "usage": usage}
+    with openai_own_api(server) if own_api else contextlib.nullcontext(client) as sdk:
+        result = sdk.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=stream, extra_headers=raw_reply(reply)
+        )
+        if stream:
+            list(result)
+    attributes = instrumented.span().attributes
+    fingerprint = attributes.get(names.OPENAI_RESPONSE_SYSTEM_FINGERPRINT)
+    assert fingerprint == ("fp_44709d6fcb" if own_api else None)  # an `openai.*` attribute: OpenAI's own
+    assert attributes[names.USAGE_OUTPUT_TOKENS] == 1
+
+
 REQUEST_PARAMETERS = (
     names.REQUEST_SEED,
     names.REQUEST_CHOICE_COUNT,

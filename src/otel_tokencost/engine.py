@@ -330,8 +330,11 @@ class Call:
             attributes[names.RESPONSE_ID] = outcome.response_id
         if outcome.finish_reasons:
             attributes[names.RESPONSE_FINISH_REASONS] = outcome.finish_reasons
-        if outcome.service_tier and self.endpoint.is_openai:
-            attributes[names.OPENAI_RESPONSE_SERVICE_TIER] = outcome.service_tier
+        if self.endpoint.is_openai:
+            if outcome.service_tier:
+                attributes[names.OPENAI_RESPONSE_SERVICE_TIER] = outcome.service_tier
+            if outcome.system_fingerprint:
+                attributes[names.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = outcome.system_fingerprint
         if error_type:
             attributes[names.ERROR_TYPE] = error_type
         if outcome.generations:

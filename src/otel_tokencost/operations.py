@@ -142,6 +142,7 @@ class Outcome:
     response_model: str | None = None
     response_id: str | None = None
     service_tier: str | None = None  # the tier that served the call, as OpenAI's responses state it
+    system_fingerprint: str | None = None  # OpenAI's backend configuration, as its responses state it
     finish_reasons: list[str] = field(default_factory=list)
     usage: Usage | None = None
     generations: dict[int, Any] | None = None  # content.Generation by choice, when content is captured
@@ -190,7 +191,8 @@ def _total_cost(breakdown: Mapping[str, Any]) -> Decimal | None:
     return None if total is None else reported_cost(total)
 
 
-def _tier(value: Any) -> str | None:
+def _text(value: Any) -> str | None:
+    """A string member that says something (a service tier, a fingerprint), else None."""
     return value if value.__class__ is str and value else None
 
 
@@ -228,7 +230,8 @@ def _read_choices(outcome: Outcome, body: Any) -> None:
     body = fields(body)
     outcome.response_model = body.get("model") or outcome.response_model
     outcome.response_id = body.get("id") or outcome.response_id
-    outcome.service_tier = _tier(body.get("service_tier")) or outcome.service_tier
+    outcome.service_tier = _text(body.get("service_tier")) or outcome.service_tier
+    outcome.system_fingerprint = _text(body.get("system_fingerprint"))
     choices = body.get("choices")
     if choices:
         _finish_reasons(outcome, choices)
@@ -248,7 +251,7 @@ def _read_response(outcome: Outcome, body: Any) -> None:
     body = fields(body)
     outcome.response_model = body.get("model") or outcome.response_model
     outcome.response_id = body.get("id") or outcome.response_id
-    outcome.service_tier = _tier(body.get("service_tier")) or outcome.service_tier
+    outcome.service_tier = _text(body.get("service_tier")) or outcome.service_tier
     status = body.get("status")
     if status and status != "in_progress":
         outcome.finish_reasons = [str(status)]
@@ -279,7 +282,8 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool | None:
     if not outcome.response_model:  # Azure's first chunk (content filter results) may have no model
         outcome.response_model = get(chunk, "model")
         outcome.response_id = get(chunk, "id")
-        outcome.service_tier = _tier(get(chunk, "service_tier"))
+        outcome.service_tier = _text(get(chunk, "service_tier"))
+        outcome.system_fingerprint = _text(get(chunk, "system_fingerprint"))
     finished = False
     if choices:
         if type(choices) is list and len(choices) == 1 and type(choices[0]) is not dict:
@@ -327,7 +331,14 @@ def _walk_response_body(body: bytes) -> dict[str, Any] | None:
     return top_level_members(body, RESPONSE_KEYS)
 
 
-CHOICES_KEYS = ("model", "id", "service_tier", "choices", "usage")  # what `_read_choices` reads of a body
+CHOICES_KEYS = (
+    "model",
+    "id",
+    "service_tier",
+    "system_fingerprint",
+    "choices",
+    "usage",
+)  # what `_read_choices` reads of a body
 
 
 def _walk_choices_body(body: bytes) -> dict[str, Any] | None:
