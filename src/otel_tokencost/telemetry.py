@@ -79,9 +79,9 @@ class Telemetry:
     def for_instrumentor(cls, kwargs: Mapping[str, Any]) -> Telemetry:
         """The engine an instrumentor's `instrument(**kwargs)` asks for: given, or built from its options.
 
-        Instrumentors given no option (`opentelemetry-instrument` passes none) share one, as the
-        instrumentors of `instrument()` do: one prices file read and reported, one cap on tracking ids,
-        one ledger per budget."""
+        Instrumentors given no option (`opentelemetry-instrument` passes none) share one, built once from
+        the environment, as the instrumentors of `instrument()` share theirs: one prices file read and
+        reported, one cap on tracking ids, one ledger per budget."""
         telemetry = kwargs.get("telemetry")
         if telemetry is not None:
             return telemetry
