@@ -1662,13 +1662,13 @@ def test_a_failed_response_is_an_error_of_the_call(instrumented, client, stream:
         "error": {"code": "server_error", "message": "The model failed."},
         "model": "gpt-4.1",
         "output": [],
-        "usage": None,
+        "usage": {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15},
         "parallel_tool_calls": True,
         "tool_choice": "auto",
         "tools": [],
     }
     if stream:
-        created = {**failed, "status": "in_progress", "error": None}
+        created = {**failed, "status": "in_progress", "error": None, "usage": None}
         events = [
             {"type": "response.created", "sequence_number": 0, "response": created},
             {"type": "response.failed", "sequence_number": 1, "response": failed},
@@ -1693,6 +1693,11 @@ def test_a_failed_response_is_an_error_of_the_call(instrumented, client, stream:
     assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("failed",)
     (duration,) = instrumented.points(names.METRIC_DURATION)
     assert duration.attributes[names.ERROR_TYPE] == "server_error"
+    tokens = {
+        point.attributes[names.TOKEN_TYPE]: point for point in instrumented.points(names.METRIC_TOKEN_USAGE)
+    }
+    assert (tokens["input"].sum, tokens["output"].sum) == (12, 3)  # what the failed response used
+    assert all(names.ERROR_TYPE not in point.attributes for point in tokens.values())  # not a token's
 
 
 @pytest.mark.skipif(not HAS_RESPONSES, reason="this openai has no Responses API")

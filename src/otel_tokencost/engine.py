@@ -304,7 +304,10 @@ class Call:
             base.update(tracking.attributes)
             if tracking_id is not None:
                 base[names.TRACKING_ID] = tracking_id
-        sets = (base, {**base, names.TOKEN_TYPE: "input"}, {**base, names.TOKEN_TYPE: "output"})
+        tokens = base  # token counts carry no error.type in the semantic conventions
+        if error_type:
+            tokens = {key: value for key, value in base.items() if key != names.ERROR_TYPE}
+        sets = (base, {**tokens, names.TOKEN_TYPE: "input"}, {**tokens, names.TOKEN_TYPE: "output"})
         if tracking is None or tracking_key is not None:
             if len(cache) >= MAX_ATTRIBUTE_SETS:
                 cache.clear()  # many distinct models or ids: start over rather than grow
