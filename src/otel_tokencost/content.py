@@ -51,7 +51,7 @@ def _arguments(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
     return value
 
@@ -64,21 +64,19 @@ def _tool_result(call_id: Any, result: Any) -> dict[str, Any]:
     return {"type": "tool_call_response", "id": call_id, "result": result}
 
 
-def _chat_tool_call(call: Any) -> dict[str, Any]:
-    """A Chat Completions tool call (`{"id", "function": {"name", "arguments"}}`) as a part."""
+def _function(call: Any) -> tuple[Any, Any]:
+    """A Chat Completions tool call's (`{"id", "function": {"name", "arguments"}}`) name and arguments."""
     function = get(call, "function")
-    if function is None:
-        return _tool_call(get(call, "id"), None, None)
-    return _tool_call(get(call, "id"), get(function, "name"), get(function, "arguments"))
+    return (None, None) if function is None else (get(function, "name"), get(function, "arguments"))
+
+
+def _chat_tool_call(call: Any) -> dict[str, Any]:
+    return _tool_call(get(call, "id"), *_function(call))
 
 
 def _add_chat_call(generation: Generation, index: Any, call: Any) -> None:
     """A Chat Completions tool call, or a stream's piece of one, added to its generation."""
-    function = get(call, "function")
-    if function is None:
-        generation.add_call(index, get(call, "id"), None, None)
-    else:
-        generation.add_call(index, get(call, "id"), get(function, "name"), get(function, "arguments"))
+    generation.add_call(index, get(call, "id"), *_function(call))
 
 
 def _message(message: Any) -> dict[str, Any]:

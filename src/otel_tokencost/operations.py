@@ -331,14 +331,8 @@ def _walk_response_body(body: bytes) -> dict[str, Any] | None:
     return top_level_members(body, RESPONSE_KEYS)
 
 
-CHOICES_KEYS = (
-    "model",
-    "id",
-    "service_tier",
-    "system_fingerprint",
-    "choices",
-    "usage",
-)  # what `_read_choices` reads of a body
+# What `_read_choices` reads of a body.
+CHOICES_KEYS = ("model", "id", "service_tier", "system_fingerprint", "choices", "usage")
 
 
 def _walk_choices_body(body: bytes) -> dict[str, Any] | None:
