@@ -14,6 +14,7 @@ from typing import Any
 import genai_prices
 import openai
 import pytest
+from hypothesis import HealthCheck, settings
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -27,6 +28,11 @@ from otel_tokencost.server import LocalServer
 os.environ["OTEL_TOKENCOST_STRICT"] = "1"
 os.environ.pop("OTEL_TOKENCOST_PRICES", None)
 os.environ.pop("OTEL_TOKENCOST_STREAM_USAGE", None)
+
+# Property tests judge inputs, not the machine's speed: a fresh machine builds Hypothesis' character
+# tables on its first text draw (seconds), and a busy one runs any example late.
+settings.register_profile("machine-independent", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+settings.load_profile("machine-independent")
 
 API_KEY = "sk-test-secret-key-0123456789"
 pytest_plugins = ["prometheus_server"]  # the `scraped` fixture: a real Prometheus and an app it scrapes
