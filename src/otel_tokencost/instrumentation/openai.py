@@ -240,9 +240,10 @@ class _Patch:
 
     def _endpoint(self, client: Any) -> Endpoint:
         """The client's Endpoint, keyed by its base-URL object so that a call skips URL formatting."""
-        # `_base_url` is what the `base_url` property returns in every version; openai 3.x's property
-        # imports a module on each access.
-        url = getattr(client, "_base_url", None) or client.base_url
+        # The base URL as the client stores it, which its `base_url` property returns: openai 3.x's
+        # property imports a module on each access (and later 3.x's `_base_url` goes through it).
+        state = client.__dict__
+        url = state.get("_configured_base_url") or state.get("_base_url") or client.base_url
         cached = self._endpoints.get(id(url))
         if cached is not None and cached[0] is url:
             return cached[1]
