@@ -267,22 +267,23 @@ def test_openai_host_sets_api_type_and_provider(instrumented, server, monkeypatc
     )
 
 
-def openai_own_api(server):
-    """A client of api.openai.com whose requests the local server answers, as a proxy would."""
+def openai_own_api(server, host: str = "api.openai.com"):
+    """A client of api.openai.com (or a data-residency region's host) whose requests the local server
+    answers, as a proxy would."""
     proxied = openai.DefaultHttpxClient(proxy=server.base_url.removesuffix("/v1"))
-    return openai.OpenAI(
-        base_url="http://api.openai.com/v1", api_key=API_KEY, max_retries=0, http_client=proxied
-    )
+    return openai.OpenAI(base_url=f"http://{host}/v1", api_key=API_KEY, max_retries=0, http_client=proxied)
 
 
 JSON_FORMAT = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-def test_request_parameters_and_service_tiers_on_openai_own_api(instrumented, server, stream) -> None:
+@pytest.mark.parametrize("host", ["api.openai.com", "eu.api.openai.com"], ids=["global", "eu"])
+def test_request_parameters_and_service_tiers_on_openai_own_api(instrumented, server, stream, host) -> None:
     """The semantic conventions' conditionally required attributes: seed, choice count, output type, and
-    on OpenAI's own API the service tier asked for and the one that served the call."""
-    with openai_own_api(server) as own_api:
+    on OpenAI's own API (a data-residency region's host too) the service tier asked for and the one that
+    served the call."""
+    with openai_own_api(server, host) as own_api:
         result = own_api.chat.completions.create(
             model="gpt-4o-mini",
             messages=MESSAGES,
@@ -295,6 +296,7 @@ def test_request_parameters_and_service_tiers_on_openai_own_api(instrumented, se
         if stream:
             list(result)
     attributes = instrumented.span().attributes
+    assert (attributes[names.SERVER_ADDRESS], attributes[names.OPENAI_API_TYPE]) == (host, "chat_completions")
     assert server.last_bodies[-1]["service_tier"] == "flex"
     assert {key: attributes.get(key) for key in REQUEST_PARAMETERS} == {
         names.REQUEST_SEED: 42,

@@ -50,11 +50,7 @@ class Endpoint:
     address: str
     port: int
     known_provider: bool = False
-
-    @property
-    def is_openai(self) -> bool:
-        """OpenAI's own API (which has span attributes of its own)."""
-        return self.address == OPENAI_HOST
+    is_openai: bool = False  # OpenAI's own API (which has span attributes of its own), any region's
 
 
 @lru_cache(maxsize=256)
@@ -75,6 +71,7 @@ def endpoint_for(base_url: str, provider: str | None = None) -> Endpoint:
         address=host,
         port=port,
         known_provider=known is not None,
+        is_openai=host == OPENAI_HOST or host.endswith("." + OPENAI_HOST),  # eu.api.openai.com, ...
     )
 
 
