@@ -93,6 +93,7 @@ def test_chat_completion_span_and_metrics(instrumented, client, server) -> None:
         names.OPERATION_NAME: "chat",
         names.PROVIDER_NAME: "openai",
         names.SERVER_ADDRESS: "127.0.0.1",
+        names.SERVER_PORT: server.port,
         names.REQUEST_MODEL: "gpt-4o-mini",
         names.RESPONSE_MODEL: "gpt-4o-mini",
     }

@@ -293,6 +293,7 @@ class Call:
             names.OPERATION_NAME: self.operation.name,
             names.PROVIDER_NAME: self.endpoint.provider,
             names.SERVER_ADDRESS: self.endpoint.address,
+            names.SERVER_PORT: self.endpoint.port,  # conditionally required beside the address
         }
         if self.request_model:
             base[names.REQUEST_MODEL] = self.request_model
