@@ -118,6 +118,11 @@ def test_body_given_as_data(traced, server, encode) -> None:
             "embeddings text-embedding-3-small",
         ),
         ("/responses", {"model": "gpt-4.1", "input": "a b c"}, "chat gpt-4.1"),
+        (
+            "/responses/compact",
+            {"model": "gpt-4.1", "input": [{"role": "user", "content": "a b c d e f g h"}]},
+            "chat gpt-4.1",
+        ),
     ],
 )
 def test_other_endpoints(traced, server, path, body, span_name) -> None:
@@ -126,6 +131,11 @@ def test_other_endpoints(traced, server, path, body, span_name) -> None:
     assert span.name == span_name
     expected_input = returned.get("prompt_tokens", returned.get("input_tokens"))
     assert span.attributes[names.USAGE_INPUT_TOKENS] == expected_input
+    if path.startswith("/responses"):  # a compaction pass is billed as the model's tokens
+        output_tokens = returned["output_tokens"]
+        assert span.attributes[names.USAGE_OUTPUT_TOKENS] == output_tokens > 0
+        cost = genai_cost("gpt-4.1", expected_input, output_tokens)
+        assert span.attributes[names.USAGE_COST_AMOUNT] == float(cost)
 
 
 def spy_on_decoding(monkeypatch, reader=None) -> list[int]:

@@ -413,6 +413,7 @@ _BY_SUFFIX = (
     ("/completions", COMPLETIONS),
     ("/embeddings", EMBEDDINGS),
     ("/responses", RESPONSES),
+    ("/responses/compact", RESPONSES),  # a compaction pass: billed as a Responses call, in its shape
 )
 
 

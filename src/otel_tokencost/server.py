@@ -1,7 +1,7 @@
 """A local OpenAI-compatible HTTP server with deterministic replies, for tests and demos.
 
 Standard library only. Endpoints under ``/v1``: ``/chat/completions``, ``/completions``,
-``/embeddings`` and ``/responses`` (POST, JSON body, optional SSE streaming).
+``/embeddings``, ``/responses`` and ``/responses/compact`` (POST, JSON body, optional SSE streaming).
 
 The reply is ``"Echo: "`` followed by up to 12 words of the last user message (or a fixed
 sentence). Default usage counts whitespace-separated words: input words (plus 3 per chat
@@ -422,6 +422,30 @@ def _responses_stream(final: dict[str, Any], words: list[str]) -> Iterator[_Even
         yield _Event(kind, {"type": name, **data, "sequence_number": number}, name)
 
 
+def _compact(call: _Call) -> dict[str, Any]:
+    """``POST /v1/responses/compact``: the input's user messages, then one compaction item."""
+    source = call.body.get("input")
+    items = source if isinstance(source, list) else [{"role": "user", "content": source}]
+    kept = [item for item in items if isinstance(item, dict) and item.get("role") == "user"]
+    prompt = len(_words(source))
+    summary = max(1, prompt // 4)  # what the compaction pass writes: a quarter of what it read
+    compaction = {"type": "compaction", "id": f"cmp_local_{call.number}", "encrypted_content": "e" * summary}
+    usage = {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": summary,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + summary,
+    }
+    payload = {
+        "id": f"resp_cmp_local_{call.number}",
+        "object": "response.compaction",
+        "created_at": call.created,
+        "output": [*kept, compaction],
+    }
+    return _with_usage(payload, call.usage(usage))
+
+
 def _embedding_inputs(value: Any) -> list[Any]:
     """The separate inputs of an embeddings request (a token array is one input)."""
     if isinstance(value, list) and not all(isinstance(item, int) for item in value):
@@ -458,6 +482,7 @@ _ENDPOINTS: dict[str, Callable[[_Call], dict[str, Any] | Iterator[_Event]]] = {
     "/v1/completions": _completions,
     "/v1/embeddings": _embeddings,
     "/v1/responses": _responses,
+    "/v1/responses/compact": _compact,
 }
 
 

@@ -28,7 +28,7 @@ from ..telemetry import Telemetry
 from .on_import import PatchOnImport
 
 PATHS_ENV = "OTEL_TOKENCOST_REQUESTS_PATHS"
-STANDARD_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses")
+STANDARD_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses", "/responses/compact")
 MAX_TARGETS = 256  # endpoint URLs whose operation and endpoint are kept
 
 
