@@ -8,6 +8,7 @@ import time
 import tracemalloc
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -182,7 +183,47 @@ def test_captured_content_of_any_request_response_or_chunks_never_raises(body, r
         for reply in replies:
             (content.read_output if whole else content.read_chunk_output)(outcome, reply)
         for value in content.output_attributes(outcome).values():
-            assert value.endswith(content.TRUNCATED) or json.loads(value)
+            assert json.loads(value) is not None
+
+
+texts = st.text(st.characters(codec="utf-8"), max_size=400) | st.text('a"\\\n\t', max_size=400)
+message_like = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["user", "assistant", "tool"]),
+        "parts": st.lists(
+            st.fixed_dictionaries({"type": st.just("text"), "content": texts})
+            | st.fixed_dictionaries(
+                {"type": st.just("tool_call"), "name": texts, "arguments": st.dictionaries(texts, texts)}
+            ),
+            max_size=4,
+        ),
+    }
+)
+
+
+def _kept_as_sent_or_cut(sent: Any, recorded: Any) -> bool:
+    """Whether `recorded` is `sent` with some strings cut short and marked."""
+    if isinstance(sent, str):
+        cut = recorded.endswith(content.TRUNCATED) and sent.startswith(recorded[: -len(content.TRUNCATED)])
+        return recorded == sent or cut
+    if isinstance(sent, dict):
+        return list(sent) == list(recorded) and all(
+            _kept_as_sent_or_cut(sent[key], recorded[key]) for key in sent
+        )
+    return len(sent) == len(recorded) and all(map(_kept_as_sent_or_cut, sent, recorded))
+
+
+@given(st.lists(message_like, max_size=30), st.integers(100, 3000))
+def test_captured_messages_too_long_are_cut_as_valid_json_keeping_the_newest(messages, limit) -> None:
+    """Over the cap, captured messages stay valid JSON in their shape: strings are cut short (and marked)
+    and, where that is not enough, the oldest messages are left out; what is kept is in order."""
+    with patch.object(content, "MAX_CHARS", limit):
+        recorded = content._capped(messages)
+    assert len(recorded) <= limit
+    kept = json.loads(recorded)
+    if len(json.dumps(messages, ensure_ascii=False)) <= limit:
+        assert kept == messages
+    assert _kept_as_sent_or_cut(messages[len(messages) - len(kept) :], kept)
 
 
 def _as_object(value: Any) -> Any:

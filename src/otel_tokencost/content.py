@@ -16,12 +16,102 @@ from .operations import Outcome, get
 
 MAX_CHARS = 16_384
 TRUNCATED = "...[truncated]"
+MIN_KEPT = 64  # characters kept of each long string before whole messages are left out
 SCALARS = (str, int, float, bool, list)  # not a message
+JSON_LEAVES = (str, int, float, bool, type(None))
 
 
-def _capped(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - len(TRUNCATED)] + TRUNCATED
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _capped(messages: list) -> str:
+    """`messages` as JSON of at most MAX_CHARS, still valid and in the conventions' shape: the longest
+    strings (texts, tool arguments and results) are cut first, each ending in TRUNCATED; where that
+    would leave each fewer than MIN_KEPT characters, the oldest messages are left out instead."""
+    text = _dumps(messages)
+    if len(text) <= MAX_CHARS:
+        return text
+    fitting = _shortened(messages, len(text), MIN_KEPT)
+    if fitting is None:  # the fewest oldest messages to leave out
+        first, last = 1, len(messages) - 1
+        while first <= last:
+            middle = (first + last) // 2
+            text = _shortened(messages[middle:], None, MIN_KEPT)
+            if text is None:
+                first = middle + 1
+            else:
+                fitting, last = text, middle - 1
+    return fitting or _shortened(messages[-1:], None, 0) or "[]"
+
+
+def _shortened(value: Any, length: int | None, min_kept: int) -> str | None:
+    """`value` as JSON (`length` long, if known) with its longest strings cut to one length, so that it
+    fits MAX_CHARS; None if they would keep fewer than `min_kept` characters."""
+    if length is None:
+        text = _dumps(value)
+        if len(text) <= MAX_CHARS:
+            return text
+        length = len(text)
+    for _ in range(8):  # escapes make lengths approximate: cut again while it does not fit
+        escaped = sorted((_escaped_length(text) for text in _strings(value)), reverse=True)
+        keep = _longest_kept(escaped, length - MAX_CHARS)
+        if keep < min_kept:
+            return None
+        value = _cut(value, keep)
+        text = _dumps(value)
+        if len(text) <= MAX_CHARS:
+            return text
+        length = len(text)
+    return None
+
+
+def _longest_kept(lengths: list[int], excess: int) -> int:
+    """The longest a string may stay so that cutting every longer one (and marking it) saves `excess`
+    characters; `lengths` longest first."""
+    marker, total = len(TRUNCATED), 0
+    for count, length in enumerate(lengths, start=1):
+        total += length
+        # Cutting the `count` longest to `keep` saves total - count * (keep + marker).
+        keep = (total - excess) // count - marker
+        if keep >= (lengths[count] if count < len(lengths) else 0):
+            return max(keep, 0)
+    return 0
+
+
+def _escaped_length(text: str) -> int:
+    return len(text) if text.isascii() and text.isalnum() else len(_dumps(text)) - 2
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """The strings in `value`, anything JSON has no form for (written as its `str()`) among them."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for member in value.values():
+            yield from _strings(member)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+    elif not isinstance(value, JSON_LEAVES):
+        yield str(value)
+
+
+def _cut(value: Any, keep: int) -> Any:
+    """A copy of `value` whose strings longer than `keep` (as JSON writes them) are cut to about that
+    length and marked."""
+    if isinstance(value, str):
+        if len(value) <= keep:
+            return value
+        escaped = _escaped_length(value)
+        if escaped <= keep + len(TRUNCATED):
+            return value
+        return value[: keep * len(value) // escaped] + TRUNCATED
+    if isinstance(value, dict):
+        return {key: _cut(member, keep) for key, member in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cut(item, keep) for item in value]
+    return value if isinstance(value, JSON_LEAVES) else _cut(str(value), keep)
 
 
 def _texts(content: Any) -> list[str]:
