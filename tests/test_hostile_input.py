@@ -66,7 +66,7 @@ request_keys = st.sampled_from([*sorted(REQUEST_KEYS), "messages", "tools"])
 request_values = json_values | st.dictionaries(st.sampled_from(["type", "format", "id"]), json_values)
 request_like = st.dictionaries(request_keys, request_values, max_size=8)
 ATTRIBUTE_TYPES = {
-    names.REQUEST_MAX_TOKENS: (int, float),
+    names.REQUEST_MAX_TOKENS: (int,),
     names.REQUEST_TEMPERATURE: (float,),  # doubles in the semantic conventions
     names.REQUEST_TOP_P: (float,),
     names.REQUEST_TOP_K: (float,),
@@ -87,6 +87,7 @@ ATTRIBUTE_TYPES = {
 @given(request_like, st.booleans())
 @example({"service_tier": ""}, True)
 @example({"service_tier": "auto", "n": 1, "stream": False}, True)
+@example({"max_tokens": 500.0, "max_output_tokens": 0.5}, False)
 def test_request_attributes_of_any_body_are_of_their_types(body, is_openai) -> None:
     """Whatever a request body holds, its attributes have the types the conventions give them (a bool is
     no seed), a single choice is no count, and `auto` is no tier asked for."""

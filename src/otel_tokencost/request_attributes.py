@@ -15,8 +15,11 @@ from . import names
 OUTPUT_TYPES = {"json_object": "json", "json_schema": "json", "text": "text"}
 
 
-def _number(value: Any) -> int | float | None:
-    return value if value.__class__ in (int, float) else None
+def _token_limit(value: Any) -> int | None:
+    """A token limit, an int whether the app wrote `500` or `500.0` (a fraction is no limit)."""
+    if value.__class__ is float and value.is_integer():
+        return int(value)
+    return value if value.__class__ is int else None
 
 
 def _double(value: Any) -> float | None:
@@ -72,9 +75,9 @@ def _conversation_id(conversation: Any) -> str | None:
 
 # Body member -> (attribute, the value recorded, or None for none). `model` is the span's own.
 RECORDED: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "max_tokens": (names.REQUEST_MAX_TOKENS, _number),
-    "max_completion_tokens": (names.REQUEST_MAX_TOKENS, _number),
-    "max_output_tokens": (names.REQUEST_MAX_TOKENS, _number),
+    "max_tokens": (names.REQUEST_MAX_TOKENS, _token_limit),
+    "max_completion_tokens": (names.REQUEST_MAX_TOKENS, _token_limit),
+    "max_output_tokens": (names.REQUEST_MAX_TOKENS, _token_limit),
     "temperature": (names.REQUEST_TEMPERATURE, _double),
     "top_p": (names.REQUEST_TOP_P, _double),
     "top_k": (names.REQUEST_TOP_K, _double),  # vLLM's and others', sent in `extra_body`
