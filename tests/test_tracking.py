@@ -234,12 +234,13 @@ def test_tracking_id_cardinality_is_capped(telemetry, client, monkeypatch, caplo
 # Budgets ---------------------------------------------------------------------------------------
 
 
-def instrument_with(telemetry, budgets: Budgets) -> None:
+def instrument_with(telemetry, budgets: Budgets, baggage_key: str | None = None) -> None:
     engine = Telemetry(
         trace.get_tracer("otel_tokencost", tracer_provider=telemetry.tracer_provider),
         telemetry.meter_provider.get_meter("otel_tokencost"),
         Pricer(),
         budgets=budgets,
+        baggage_key=baggage_key,
     )
     OpenAIInstrumentor().instrument(telemetry=engine)
     RequestsInstrumentor().instrument(telemetry=engine)
@@ -307,6 +308,43 @@ def test_budget_per_tracking_id(budgeted, telemetry, client) -> None:
     with track(tracking_id="free-tier"), pytest.raises(BudgetExceededError):
         chat(client)
     assert tracking_ids(telemetry) == [None, "paid", "free-tier"]
+
+
+def test_a_budget_counts_the_calls_of_blocks_nested_in_its_tracking_id(budgeted, telemetry, client) -> None:
+    """A call inside track("tenant") is the tenant's, however deeply it is nested in other blocks (which
+    name it for spans and metrics): the tenant's budget counts it, and refuses it once used up."""
+    first = genai_cost("gpt-4o-mini", 1000, 100)
+    budgeted(Budget(limit=float(first), tracking_id="tenant"))
+    with track(tracking_id="tenant"), track(tracking_id="summarize"), track(attributes={"step": "1"}):
+        chat(client)  # spends the tenant's whole budget
+    with track(tracking_id="other"), track(tracking_id="summarize"):
+        chat(client)  # not the tenant's
+    for inner in ("tenant", "summarize"):
+        tenant, nested = track(tracking_id="tenant"), track(tracking_id=inner)
+        with pytest.raises(BudgetExceededError) as refused, tenant, nested:
+            chat(client)
+        assert refused.value.spent == first
+    assert tracking_ids(telemetry) == ["summarize", "summarize", "tenant", "summarize"]
+
+
+def test_a_budget_counts_a_request_whose_baggage_names_its_tracking_id(telemetry, client) -> None:
+    """The caller's baggage id is in force inside the request's own blocks: a block naming no id leaves
+    it the call's tracking id, and a block naming another still leaves the call inside it for budgets."""
+    first = genai_cost("gpt-4o-mini", 1000, 100)
+    instrument_with(telemetry, Budgets([Budget(limit=float(first), tracking_id="acme")]), "tenant.id")
+    token = context_api.attach(baggage.set_baggage("tenant.id", "acme"))
+    try:
+        with track(attributes={"feature": "search"}):
+            chat(client)  # spends acme's whole budget
+        with track(tracking_id="summarize"), pytest.raises(BudgetExceededError):
+            chat(client)
+    finally:
+        context_api.detach(token)
+        OpenAIInstrumentor().uninstrument()
+        RequestsInstrumentor().uninstrument()
+    assert tracking_ids(telemetry) == ["acme", "summarize"]
+    (first_span, _) = telemetry.spans()
+    assert first_span.attributes["feature"] == "search"
 
 
 def test_daily_budget_rolls_over_at_utc_midnight(budgeted, client) -> None:

@@ -21,7 +21,8 @@ ACTIONS = ("raise", "warn")
 class Budget:
     """A spend limit in USD over the process lifetime (`period=None`), a UTC day or a UTC month.
 
-    `tracking_id=None` counts every call; a string counts only calls inside `track(tracking_id=...)`.
+    `tracking_id=None` counts every call; a string counts only calls inside `track(tracking_id=...)`
+    (however deeply nested in other blocks), or a request whose tracking baggage names it.
     """
 
     limit: float
@@ -98,14 +99,15 @@ class Budgets:
     def __bool__(self) -> bool:
         return bool(self._ledgers)
 
-    def check(self, tracking_id: str | None) -> list[Budget]:
-        """Raise for a used-up `raise` budget; return the used-up `warn` budgets to report."""
+    def check(self, tracking_ids: tuple[str, ...]) -> list[Budget]:
+        """Raise for a used-up `raise` budget of a call inside `tracking_ids`; return the used-up `warn`
+        budgets to report."""
         now = self._clock()
         warnings = []
         with self._lock:
             for ledger in self._ledgers:
                 budget = ledger.budget
-                if budget.tracking_id is not None and budget.tracking_id != tracking_id:
+                if budget.tracking_id is not None and budget.tracking_id not in tracking_ids:
                     continue
                 ledger.roll(_period_key(budget.period, now))
                 if ledger.spent < ledger.limit:
@@ -120,12 +122,12 @@ class Budgets:
                     )
         return warnings
 
-    def spend(self, tracking_id: str | None, cost: Decimal) -> None:
-        """Count a priced call's cost in every budget it falls under."""
+    def spend(self, tracking_ids: tuple[str, ...], cost: Decimal) -> None:
+        """Count the cost of a priced call inside `tracking_ids` in every budget it falls under."""
         now = self._clock()
         with self._lock:
             for ledger in self._ledgers:
                 budget = ledger.budget
-                if budget.tracking_id is None or budget.tracking_id == tracking_id:
+                if budget.tracking_id is None or budget.tracking_id in tracking_ids:
                     ledger.roll(_period_key(budget.period, now))
                     ledger.spent += cost

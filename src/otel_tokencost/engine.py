@@ -131,9 +131,10 @@ class Call:
 
     def check_budgets(self) -> None:
         """Refuse the call (ending its span) if a budget is used up; mark the span for `warn` budgets."""
-        tracking_id = self.tracking.tracking_id if self.tracking is not None else None
         try:
-            exceeded = self.telemetry.budgets.check(tracking_id)
+            exceeded = self.telemetry.budgets.check(
+                self.tracking.tracking_ids if self.tracking is not None else ()
+            )
         except BudgetExceededError as error:
             self.end(error, error_type="BudgetExceededError")
             raise
@@ -323,7 +324,7 @@ class Call:
             for spend in tracking.spends:
                 spend.add(input_tokens, output_tokens, usd)
         if usd is not None and self.telemetry.has_budgets:
-            self.telemetry.budgets.spend(tracking.tracking_id if tracking is not None else None, usd)
+            self.telemetry.budgets.spend(tracking.tracking_ids if tracking is not None else (), usd)
 
     def _response_attributes(self, error_type: str | None) -> dict[str, Any]:
         outcome = self.outcome

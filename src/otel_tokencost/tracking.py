@@ -1,7 +1,8 @@
 """`track()`: who spent it. A tracking id and attributes carried in the OpenTelemetry context.
 
 Being context-based, a block's values follow asyncio tasks and threads started with a copied context,
-and nested blocks combine (inner values win). Each block also counts what its calls used in a `Spend`.
+and nested blocks combine (inner values win; a budget of any enclosing id counts the call). Each block
+also counts what its calls used in a `Spend`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -62,6 +63,8 @@ class Tracking:
     attributes: Mapping[str, Any]
     spends: tuple[Spend, ...]
     attributes_key: tuple | None = ()  # the attributes, hashable; None when a value is not (a list)
+    # Every tracking id the call is inside, outermost first: a budget of any of them counts it.
+    tracking_ids: tuple[str, ...] = ()
 
 
 def _attributes_key(attributes: Mapping[str, Any]) -> tuple | None:
@@ -77,10 +80,19 @@ def current(baggage_key: str | None = None, context: Context | None = None) -> T
     """The tracking in `context` (the current one by default); else, with `baggage_key`, a tracking id
     from W3C baggage."""
     tracking = (context_api.get_current() if context is None else context).get(_TRACKING)
-    if tracking is not None or baggage_key is None:
+    if baggage_key is None:
         return tracking
     value = baggage.get_baggage(baggage_key, context)
-    return Tracking(str(value), {}, ()) if value else None
+    if not value:
+        return tracking
+    value = str(value)  # the caller's id: the call is inside it, whatever blocks it is in here
+    if tracking is None:
+        return Tracking(value, {}, (), (), (value,))
+    return replace(
+        tracking,
+        tracking_id=value if tracking.tracking_id is None else tracking.tracking_id,
+        tracking_ids=(value, *tracking.tracking_ids),
+    )
 
 
 class track:  # lower case: used like a function, `with track(...)` and `@track(...)`
@@ -101,8 +113,10 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
     def __enter__(self) -> Spend:
         outer = context_api.get_value(_TRACKING)
         spend = Spend()
+        own_id = () if self.tracking_id is None else (self.tracking_id,)
         if outer is None:
-            tracking = Tracking(self.tracking_id, self.attributes, (spend,), _attributes_key(self.attributes))
+            key = _attributes_key(self.attributes)
+            tracking = Tracking(self.tracking_id, self.attributes, (spend,), key, own_id)
         else:
             attributes = {**outer.attributes, **self.attributes}
             tracking = Tracking(
@@ -110,6 +124,7 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
                 attributes,
                 (*outer.spends, spend),
                 _attributes_key(attributes),
+                (*outer.tracking_ids, *own_id),
             )
         self._tokens[id(tracking)] = context_api.attach(context_api.set_value(_TRACKING, tracking))
         return spend
