@@ -77,8 +77,9 @@ def _attributes_key(attributes: Mapping[str, Any]) -> tuple | None:
 
 
 def current(baggage_key: str | None = None, context: Context | None = None) -> Tracking | None:
-    """The tracking in `context` (the current one by default); else, with `baggage_key`, a tracking id
-    from W3C baggage."""
+    """The tracking in `context` (the current one by default). With `baggage_key`, the id in the
+    caller's W3C baggage too: the tracking id where no block names one, and the outermost of the ids
+    the call is inside."""
     tracking = (context_api.get_current() if context is None else context).get(_TRACKING)
     if baggage_key is None:
         return tracking
