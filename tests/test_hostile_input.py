@@ -187,6 +187,33 @@ def test_captured_content_of_any_request_response_or_chunks_never_raises(body, r
             assert json.loads(value) is not None
 
 
+@pytest.mark.parametrize("depth", [65, 500, 900])
+def test_captured_content_nested_deeply_is_recorded_as_json_text(depth) -> None:
+    """Tool arguments, results, names and roles nested deeper than a walk may recurse (up to what
+    json.loads decodes) are recorded as their JSON text, so that cutting the messages to size never
+    recurses past Python's limit."""
+    deep_text = "[" * depth + json.dumps("x" * 20_000) + "]" * depth
+    deep = json.loads(deep_text)
+    call = {"id": "c", "type": "function", "function": {"name": deep, "arguments": deep_text}}
+    body = {
+        "messages": [
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": deep, "content": "hi"},
+        ]
+    }
+    responses_body = {
+        "input": [
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": deep},
+            {"type": "function_call_output", "call_id": deep, "output": deep},
+        ]
+    }
+    for request in (body, responses_body):
+        recorded = content.input_attributes(request)[names.INPUT_MESSAGES]
+        assert len(recorded) <= content.MAX_CHARS
+        kept = json.loads(recorded)
+        assert kept and all(part["type"].startswith("tool_call") for part in kept[0]["parts"])
+
+
 texts = st.text(st.characters(codec="utf-8"), max_size=400) | st.text('a"\\\n\t', max_size=400)
 message_like = st.fixed_dictionaries(
     {

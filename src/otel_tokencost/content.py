@@ -17,6 +17,7 @@ from .operations import Outcome, get
 MAX_CHARS = 16_384
 TRUNCATED = "...[truncated]"
 MIN_KEPT = 64  # characters kept of each long string before whole messages are left out
+MAX_NESTING = 64  # tool arguments and results nested deeper are recorded as JSON text
 SCALARS = (str, int, float, bool, list)  # not a message
 JSON_LEAVES = (str, int, float, bool, type(None))
 
@@ -137,21 +138,53 @@ def _listed(value: Any) -> list:
 
 
 def _arguments(value: Any) -> Any:
-    """A tool call's arguments: the object the model wrote (JSON in a string), else as they came."""
+    """A tool call's arguments: the object the model wrote (JSON in a string), else as they came; the
+    string as sent where the object is nested past MAX_NESTING."""
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            decoded = json.loads(value)
         except (ValueError, RecursionError):
             return value
-    return value
+        return decoded if _nested_within(decoded, MAX_NESTING) else value
+    return _shallow(value)
+
+
+def _shallow(value: Any) -> Any:
+    """`value`, or its JSON text where it is nested past MAX_NESTING (too deep to walk when cut)."""
+    if _nested_within(value, MAX_NESTING):
+        return value
+    try:
+        return _dumps(value)
+    except (RecursionError, ValueError):
+        return TRUNCATED
+
+
+def _nested_within(value: Any, limit: int) -> bool:
+    """Whether `value`'s lists and objects nest at most `limit` deep (walked without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, (list, tuple)):
+            continue
+        if depth == limit:
+            return False
+        stack.extend((child, depth + 1) for child in item)
+    return True
 
 
 def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
-    return {"type": "tool_call", "id": call_id, "name": name, "arguments": _arguments(arguments)}
+    return {
+        "type": "tool_call",
+        "id": _shallow(call_id),
+        "name": _shallow(name),
+        "arguments": _arguments(arguments),
+    }
 
 
 def _tool_result(call_id: Any, result: Any) -> dict[str, Any]:
-    return {"type": "tool_call_response", "id": call_id, "result": result}
+    return {"type": "tool_call_response", "id": _shallow(call_id), "result": _shallow(result)}
 
 
 def _function(call: Any) -> tuple[Any, Any]:
@@ -183,7 +216,7 @@ def _message(message: Any) -> dict[str, Any]:
         return {"role": role, "parts": [_tool_result(get(message, "tool_call_id"), result)]}
     parts = _text_parts(content)
     parts += [_chat_tool_call(call) for call in _listed(get(message, "tool_calls"))]
-    return {"role": str(role), "parts": parts}
+    return {"role": str(_shallow(role)), "parts": parts}
 
 
 def _messages(body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
