@@ -1776,6 +1776,19 @@ def test_responses_content_captured(capturing, client) -> None:
     assert json.loads(attributes[names.OUTPUT_MESSAGES])[0]["parts"][0]["content"] == result.output_text
 
 
+@pytest.mark.skipif(not HAS_COMPACT, reason="this openai cannot compact a response")
+def test_a_compaction_records_the_messages_it_read_as_input_only(capturing, client) -> None:
+    """A compaction's output repeats the user's messages before its compaction item: they are input,
+    not something the model generated."""
+    result = client.responses.compact(model="gpt-4.1", input=COMPACTED)
+    assert [item.type for item in result.output] == ["message", "message", "compaction"]
+    attributes = capturing.span().attributes
+    sent = json.loads(attributes[names.INPUT_MESSAGES])
+    assert [message["parts"][0]["content"] for message in sent] == [item["content"] for item in COMPACTED]
+    assert names.OUTPUT_MESSAGES not in attributes  # nothing generated to read: the compaction is encrypted
+    assert attributes[names.USAGE_OUTPUT_TOKENS] == result.usage.output_tokens
+
+
 def test_cost_reported_by_the_provider_is_the_cost(instrumented, client) -> None:
     usage = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120, "cost": 0.00123}
     client.chat.completions.create(

@@ -20,6 +20,7 @@ MIN_KEPT = 64  # characters kept of each long string before whole messages are l
 MAX_NESTING = 64  # tool arguments and results nested deeper are recorded as JSON text
 SCALARS = (str, int, float, bool, list)  # not a message
 JSON_LEAVES = (str, int, float, bool, type(None))
+INPUT_ROLES = ("user", "system", "developer")
 
 
 def _dumps(value: Any) -> str:
@@ -299,16 +300,22 @@ def read_output(outcome: Outcome, response: Any) -> None:
         for number, call in enumerate(_listed(get(message, "tool_calls")) if message is not None else ()):
             _add_chat_call(generation, number, call)
         generation.finish_reason = get(choice, "finish_reason")
-    output = _listed(get(response, "output"))
-    if output:  # the Responses API: one generation, its items' text and calls
+    # The Responses API: one generation, its items' text and calls. A compaction's output repeats the
+    # user's messages (input, not generated) before its compaction item (encrypted: nothing to read).
+    generated = [item for item in _listed(get(response, "output")) if not _input_or_compaction(item)]
+    if generated:
         generation = _generation(outcome, 0)
-        for number, item in enumerate(output):
+        for number, item in enumerate(generated):
             if get(item, "type") == "function_call":
                 generation.add_call(number, get(item, "call_id"), get(item, "name"), get(item, "arguments"))
             for part in _listed(get(item, "content")):
                 text = get(part, "text")
                 if isinstance(text, str):
                     generation.texts.append(text)
+
+
+def _input_or_compaction(item: Any) -> bool:
+    return get(item, "role") in INPUT_ROLES or get(item, "type") == "compaction"
 
 
 def read_chunk_output(outcome: Outcome, chunk: Any) -> None:

@@ -426,7 +426,15 @@ def _compact(call: _Call) -> dict[str, Any]:
     """``POST /v1/responses/compact``: the input's user messages, then one compaction item."""
     source = call.body.get("input")
     items = source if isinstance(source, list) else [{"role": "user", "content": source}]
-    kept = [item for item in items if isinstance(item, dict) and item.get("role") == "user"]
+    kept = [
+        {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": " ".join(_texts(item))}],
+        }
+        for item in items
+        if isinstance(item, dict) and item.get("role") == "user"
+    ]
     prompt = len(_words(source))
     summary = max(1, prompt // 4)  # what the compaction pass writes: a quarter of what it read
     compaction = {"type": "compaction", "id": f"cmp_local_{call.number}", "encrypted_content": "e" * summary}
