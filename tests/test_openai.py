@@ -18,7 +18,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_tokencost import names
+from otel_tokencost import OpenAIInstrumentor, names
 
 from conftest import API_KEY, genai_cost
 
@@ -1787,6 +1787,35 @@ def test_a_compaction_records_the_messages_it_read_as_input_only(capturing, clie
     assert [message["parts"][0]["content"] for message in sent] == [item["content"] for item in COMPACTED]
     assert names.OUTPUT_MESSAGES not in attributes  # nothing generated to read: the compaction is encrypted
     assert attributes[names.USAGE_OUTPUT_TOKENS] == result.usage.output_tokens
+
+
+def test_uninstrumenting_under_another_wrapper_leaves_it_in_place(telemetry, client) -> None:
+    """Another tool wrapped the SDK's `request` over ours: uninstrumenting ours takes neither its wrapper
+    off nor leaves ours measuring, and instrumenting ours again measures each call once."""
+    import wrapt
+    from openai._base_client import SyncAPIClient
+
+    seen = []
+
+    def other_tool(wrapped, instance, args, kwargs):
+        seen.append(args[1].url if len(args) > 1 else kwargs["options"].url)
+        return wrapped(*args, **kwargs)
+
+    ours = OpenAIInstrumentor()
+    ours.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    wrapt.wrap_function_wrapper(SyncAPIClient, "request", other_tool)
+    try:
+        ours.uninstrument()
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert (seen, telemetry.spans()) == (["/chat/completions"], ())
+        ours.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert len(seen) == 2 and [span.name for span in telemetry.spans()] == ["chat gpt-4o-mini"]
+    finally:
+        ours.uninstrument()
+        while getattr(SyncAPIClient.__dict__["request"], "_self_wrapper", None) is not None:
+            SyncAPIClient.request = SyncAPIClient.__dict__["request"].__wrapped__
+    assert not hasattr(SyncAPIClient.request, "__wrapped__")
 
 
 def test_cost_reported_by_the_provider_is_the_cost(instrumented, client) -> None:

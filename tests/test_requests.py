@@ -784,6 +784,27 @@ def test_beside_the_requests_http_instrumentation(telemetry, server, http_first:
     assert http.context.trace_id == genai.context.trace_id
 
 
+def test_uninstrumenting_under_another_instrumentation_leaves_it_in_place(telemetry, server) -> None:
+    """The HTTP instrumentation wrapped `Session.send` over ours: uninstrumenting ours keeps its HTTP
+    spans and stops ours, and instrumenting ours again measures each call once."""
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor as HTTPInstrumentor
+
+    providers = {"tracer_provider": telemetry.tracer_provider, "meter_provider": telemetry.meter_provider}
+    ours, http = RequestsInstrumentor(), HTTPInstrumentor()
+    ours.instrument(**providers)
+    http.instrument(**providers)
+    try:
+        ours.uninstrument()
+        post(server, "/chat/completions", chat_body())
+        assert [span.name for span in telemetry.spans()] == ["POST"]
+        ours.instrument(**providers)
+        post(server, "/chat/completions", chat_body())
+        assert sorted(span.name for span in telemetry.spans()) == ["POST", "POST", "chat gpt-4o-mini"]
+    finally:
+        ours.uninstrument()
+        http.uninstrument()
+
+
 def test_prepared_request_sent_directly(traced, server) -> None:
     with requests.Session() as session:
         prepared = requests.Request(

@@ -45,3 +45,14 @@ class PatchOnImport:
             applied = self._state == APPLIED
             self._state = CANCELLED
             return applied
+
+
+def unwrap_own(owner: type, name: str, wrapper: Callable[..., object]) -> None:
+    """Take the wrapt wrapper calling `wrapper` off `owner.name` if it is the outermost one.
+
+    Another tool may have wrapped the method over it since: then theirs stays in place, and ours under
+    it is left to pass calls through (the patch is switched off), rather than taking theirs off with it.
+    """
+    attribute = owner.__dict__.get(name)
+    if getattr(attribute, "_self_wrapper", None) == wrapper:  # a wrapt FunctionWrapper of ours
+        setattr(owner, name, attribute.__wrapped__)

@@ -18,7 +18,6 @@ from typing import Any
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import unwrap
 
 from ..bodies import BodyWatch
 from ..budgets import BudgetExceededError
@@ -28,7 +27,7 @@ from ..package import _instruments_openai
 from ..providers import Endpoint, accepts_stream_options
 from ..stream import AsyncStreamProxy, StreamProxy
 from ..telemetry import Telemetry
-from .on_import import PatchOnImport
+from .on_import import PatchOnImport, unwrap_own
 
 STREAM_USAGE_ENV = "OTEL_TOKENCOST_STREAM_USAGE"
 MAX_ENDPOINTS = 256  # clients' base URLs kept (their endpoints, and those that refuse stream options)
@@ -46,7 +45,7 @@ class OpenAIInstrumentor(BaseInstrumentor):
         inject_usage = _injects_stream_usage()
 
         def apply() -> None:
-            patch = _Patch(telemetry, inject_usage)
+            self._patch = patch = _Patch(telemetry, inject_usage)
             wrapt.wrap_function_wrapper("openai._base_client", "SyncAPIClient.request", patch.sync_request)
             wrapt.wrap_function_wrapper("openai._base_client", "AsyncAPIClient.request", patch.async_request)
             # An app that imports the SDK makes calls: the prices load beside its import (a twentieth
@@ -61,10 +60,13 @@ class OpenAIInstrumentor(BaseInstrumentor):
             return  # openai was never imported: nothing was patched
         from openai._base_client import AsyncAPIClient, SyncAPIClient
 
-        for client in (SyncAPIClient, AsyncAPIClient):
-            unwrap(client, "request")
-            if hasattr(client._process_response, "__wrapped__"):
-                unwrap(client, "_process_response")
+        patch = getattr(self, "_patch", None)
+        if patch is None:
+            return  # patching failed before it wrapped anything
+        patch.active = False  # a wrapper another tool wrapped over stays, passing calls through
+        for client, request in ((SyncAPIClient, patch.sync_request), (AsyncAPIClient, patch.async_request)):
+            unwrap_own(client, "request", request)
+            unwrap_own(client, "_process_response", _read_headers)
 
 
 def _injects_stream_usage() -> bool:
@@ -103,6 +105,7 @@ class _Patch:
     def __init__(self, telemetry: Telemetry, inject_usage: bool) -> None:
         self.telemetry = telemetry
         self.inject_usage = inject_usage
+        self.active = True  # False once uninstrumented: calls pass through untouched
         self._endpoints: dict[int, tuple[Any, Endpoint]] = {}
         self._refusing: set[str] = set()  # base URLs whose provider refused `stream_options`
         self._reads_headers = False
@@ -201,6 +204,8 @@ class _Patch:
 
     def _start(self, client: Any, args: tuple, kwargs: dict) -> tuple[Call, _UsageAsked | None] | None:
         """Start the call if this request is a priced endpoint; None to pass it through untouched."""
+        if not self.active:
+            return None
         try:
             options = args[1] if len(args) > 1 else kwargs["options"]
             body = options.json_data

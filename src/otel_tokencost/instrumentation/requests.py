@@ -14,7 +14,6 @@ from typing import Any
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import unwrap
 
 from ..bodies import BodyWatch, read_body
 from ..budgets import BudgetExceededError
@@ -25,7 +24,7 @@ from ..package import _instruments_requests
 from ..providers import Endpoint
 from ..request_attributes import REQUEST_KEYS
 from ..telemetry import Telemetry
-from .on_import import PatchOnImport
+from .on_import import PatchOnImport, unwrap_own
 
 PATHS_ENV = "OTEL_TOKENCOST_REQUESTS_PATHS"
 STANDARD_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses", "/responses/compact")
@@ -44,7 +43,7 @@ class RequestsInstrumentor(BaseInstrumentor):
         extra = tuple("/" + suffix.strip().strip("/") for suffix in configured if suffix.strip())
 
         def apply() -> None:
-            patch = _Patch(telemetry, extra)
+            self._patch = patch = _Patch(telemetry, extra)
             wrapt.wrap_function_wrapper("requests.sessions", "Session.request", patch.request)
             wrapt.wrap_function_wrapper("requests.sessions", "Session.send", patch.send)
 
@@ -55,8 +54,12 @@ class RequestsInstrumentor(BaseInstrumentor):
             return  # requests was never imported: nothing was patched
         import requests
 
-        unwrap(requests.Session, "request")
-        unwrap(requests.Session, "send")
+        patch = getattr(self, "_patch", None)
+        if patch is None:
+            return  # patching failed before it wrapped anything
+        patch.active = False  # a wrapper another tool wrapped over stays, passing calls through
+        unwrap_own(requests.Session, "request", patch.request)
+        unwrap_own(requests.Session, "send", patch.send)
 
 
 class _Patch:
@@ -70,6 +73,7 @@ class _Patch:
 
     def __init__(self, telemetry: Telemetry, extra_suffixes: tuple[str, ...]) -> None:
         self.telemetry = telemetry
+        self.active = True  # False once uninstrumented: calls pass through untouched
         self.suffixes = STANDARD_SUFFIXES + extra_suffixes
         self.extra_suffixes = extra_suffixes
         self._targets: dict[str, tuple[Operation, Endpoint]] = {}
@@ -80,6 +84,8 @@ class _Patch:
         method = args[0] if args else kwargs.get("method")
         url = args[1] if len(args) > 1 else kwargs.get("url")
         if len(args) > 2 or method.__class__ is not str or (method != "POST" and method.upper() != "POST"):
+            return wrapped(*args, **kwargs)
+        if not self.active:
             return wrapped(*args, **kwargs)
         path = self._llm_path(url)
         if path is None:
@@ -97,7 +103,7 @@ class _Patch:
         if getattr(request, "method", None) != "POST":
             return wrapped(*args, **kwargs)
         path = self._llm_path(getattr(request, "url", None))
-        if path is None or current_call() is not None:
+        if path is None or current_call() is not None or not self.active:
             return wrapped(*args, **kwargs)  # not a call, or inside one that `request` measures
         return self._measure(wrapped, args, kwargs, path, request.body, kwargs.get("stream", instance.stream))
 
