@@ -14,8 +14,16 @@ from conftest import genai_cost
 from otlp_receiver import OTLPReceiver
 
 
-def run_demo(**env: str) -> str:
+def run_demo(agent: bool = False, **env: str) -> str:
     command = [str(Path(sys.executable).parent / "otel-tokencost"), "demo"]
+    if agent:  # under opentelemetry-instrument, which instruments before the demo runs
+        command.insert(0, str(Path(sys.executable).parent / "opentelemetry-instrument"))
+        env = {
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+            **env,
+        }
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_EXPORTER_OTLP")}
     environment.update(env)
     result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=True)
@@ -63,6 +71,19 @@ def test_demo_prints_the_cost_report_by_model_and_tracking_id() -> None:
     assert by_id["total"] == total
     assert by_id["search"][0] == "4"  # 3 calls and a stream through requests
     assert "Set OTEL_EXPORTER_OTLP_ENDPOINT" in stdout
+
+
+def test_demo_under_opentelemetry_instrument_reports_the_same_calls() -> None:
+    """The agent has instrumented before the demo runs: the demo takes the instrumentation over, so that
+    its report sees its calls."""
+    stdout = run_demo(agent=True)
+    assert "Already instrumented (by opentelemetry-instrument)" in stdout
+    plain = run_demo()
+    for group in ("model", "tracking id"):
+        rows, expected = table_rows(stdout, group), table_rows(plain, group)
+        assert {name: row[:5] for name, row in rows.items()} == {
+            name: row[:5] for name, row in expected.items()
+        }
 
 
 def test_demo_shows_a_budget_stopping_a_call() -> None:

@@ -134,6 +134,23 @@ async def _async_traffic(openai, base_url: str) -> None:
             pass
 
 
+def _take_over_instrumentation(out: TextIO) -> None:
+    """Under `opentelemetry-instrument`, the demo's calls would go to the agent's providers and not to
+    its report: it takes the instrumentation over, with its own providers (which export over OTLP as
+    the agent's would, where OTEL_EXPORTER_OTLP_ENDPOINT is set)."""
+    from . import OpenAIInstrumentor, RequestsInstrumentor
+
+    instrumentors = (OpenAIInstrumentor(), RequestsInstrumentor())
+    taken = [instrumentor for instrumentor in instrumentors if instrumentor.is_instrumented_by_opentelemetry]
+    for instrumentor in taken:
+        instrumentor.uninstrument()
+    if taken:
+        print(
+            "Already instrumented (by opentelemetry-instrument): the demo instruments with its own providers",
+            file=out,
+        )
+
+
 def run(out: TextIO = sys.stdout) -> int:
     """Run the demo; returns the process exit code."""
     try:
@@ -150,6 +167,7 @@ def run(out: TextIO = sys.stdout) -> int:
             # OpenAI does not sell, deepseek-chat say, are still priced by their name).
             prices = Path(folder) / "prices.toml"
             prices.write_text(f'[[providers]]\nmatch = "{server.base_url}"\nprices_from = "openai"\n')
+            _take_over_instrumentation(out)
             instrument(
                 tracer_provider=tracer_provider,
                 meter_provider=meter_provider,
