@@ -754,6 +754,18 @@ def test_stream_cut_midway_records_the_error(instrumented, client) -> None:
     assert span.attributes[names.ERROR_TYPE] == f"{type(raised).__module__}.{type(raised).__qualname__}"
 
 
+def test_captured_content_of_a_stream_cut_midway_finishes_with_error(capturing, client) -> None:
+    """The output message of a stream the server broke off has what came, and `error` for the finish
+    reason the conventions require (none came)."""
+    seen = []
+    with pytest.raises(Exception):  # noqa: B017 - openai 1.x lets the transport's error through
+        for chunk in stream_chat(client, extra_headers={"x-mock-cut-after": "2"}):
+            seen.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+    (message,) = json.loads(capturing.span().attributes[names.OUTPUT_MESSAGES])
+    assert message["finish_reason"] == "error"
+    assert message["parts"] == [{"type": "text", "content": "".join(seen)}] and "".join(seen)
+
+
 async def test_async_stream(instrumented, async_client) -> None:
     stream = await async_client.chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers={"x-mock-chunks": "4"}

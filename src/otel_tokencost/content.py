@@ -338,12 +338,14 @@ def read_chunk_output(outcome: Outcome, chunk: Any) -> None:
             generation.finish_reason = reason
 
 
-def output_attributes(outcome: Outcome) -> dict[str, str]:
-    """`gen_ai.output.messages`: one message per generation, in choice order."""
+def output_attributes(outcome: Outcome, failed: bool = False) -> dict[str, str]:
+    """`gen_ai.output.messages`: one message per generation, in choice order. A generation the call's
+    failure cut short (a stream broken off) finishes with `error`."""
     generations = outcome.generations
     if not generations:
         return {}
     # A Responses generation finishes as the response does (its status, read apart).
     reason = outcome.finish_reasons[0] if len(generations) == 1 and outcome.finish_reasons else None
+    reason = reason or ("error" if failed else None)
     ordered = sorted(generations.items(), key=lambda item: item[0])
     return {names.OUTPUT_MESSAGES: _capped([generation.message(reason) for _, generation in ordered])}

@@ -343,7 +343,7 @@ class Call:
         if error_type:
             attributes[names.ERROR_TYPE] = error_type
         if outcome.generations:
-            attributes.update(content.output_attributes(outcome))
+            attributes.update(content.output_attributes(outcome, failed=bool(error_type)))
         usage = outcome.usage
         if usage is not None:
             attributes[names.USAGE_INPUT_TOKENS] = usage.input_tokens
