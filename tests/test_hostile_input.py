@@ -212,6 +212,9 @@ def test_captured_content_nested_deeply_is_recorded_as_json_text(depth) -> None:
         assert len(recorded) <= content.MAX_CHARS
         kept = json.loads(recorded)
         assert kept and all(part["type"].startswith("tool_call") for part in kept[0]["parts"])
+        arguments = kept[0]["parts"][0]["arguments"]  # its JSON text, cut to size
+        assert arguments.endswith(content.TRUNCATED)
+        assert deep_text.startswith(arguments.removesuffix(content.TRUNCATED))
 
 
 texts = st.text(st.characters(codec="utf-8"), max_size=400) | st.text('a"\\\n\t', max_size=400)

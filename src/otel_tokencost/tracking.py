@@ -12,7 +12,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -59,12 +59,15 @@ class Spend:
 class Tracking:
     """The values in force: tracking id, attributes, and the Spend of every enclosing block."""
 
-    tracking_id: str | None
+    # Every tracking id the call is inside, outermost first: a budget of any of them counts it.
+    tracking_ids: tuple[str, ...]
     attributes: Mapping[str, Any]
     spends: tuple[Spend, ...]
     attributes_key: tuple | None = ()  # the attributes, hashable; None when a value is not (a list)
-    # Every tracking id the call is inside, outermost first: a budget of any of them counts it.
-    tracking_ids: tuple[str, ...] = ()
+    tracking_id: str | None = field(init=False)  # the innermost: spans and metrics name the call by it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tracking_id", self.tracking_ids[-1] if self.tracking_ids else None)
 
 
 def _attributes_key(attributes: Mapping[str, Any]) -> tuple | None:
@@ -88,12 +91,8 @@ def current(baggage_key: str | None = None, context: Context | None = None) -> T
         return tracking
     value = str(value)  # the caller's id: the call is inside it, whatever blocks it is in here
     if tracking is None:
-        return Tracking(value, {}, (), (), (value,))
-    return replace(
-        tracking,
-        tracking_id=value if tracking.tracking_id is None else tracking.tracking_id,
-        tracking_ids=(value, *tracking.tracking_ids),
-    )
+        return Tracking((value,), {}, ())
+    return replace(tracking, tracking_ids=(value, *tracking.tracking_ids))
 
 
 class track:  # lower case: used like a function, `with track(...)` and `@track(...)`
@@ -116,17 +115,11 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
         spend = Spend()
         own_id = () if self.tracking_id is None else (self.tracking_id,)
         if outer is None:
-            key = _attributes_key(self.attributes)
-            tracking = Tracking(self.tracking_id, self.attributes, (spend,), key, own_id)
+            tracking = Tracking(own_id, self.attributes, (spend,), _attributes_key(self.attributes))
         else:
             attributes = {**outer.attributes, **self.attributes}
-            tracking = Tracking(
-                self.tracking_id if self.tracking_id is not None else outer.tracking_id,
-                attributes,
-                (*outer.spends, spend),
-                _attributes_key(attributes),
-                (*outer.tracking_ids, *own_id),
-            )
+            ids, spends = (*outer.tracking_ids, *own_id), (*outer.spends, spend)
+            tracking = Tracking(ids, attributes, spends, _attributes_key(attributes))
         self._tokens[id(tracking)] = context_api.attach(context_api.set_value(_TRACKING, tracking))
         return spend
 

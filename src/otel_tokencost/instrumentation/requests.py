@@ -83,9 +83,12 @@ class _Patch:
         # more unusual is left to the `send` wrapper.
         method = args[0] if args else kwargs.get("method")
         url = args[1] if len(args) > 1 else kwargs.get("url")
-        if len(args) > 2 or method.__class__ is not str or (method != "POST" and method.upper() != "POST"):
-            return wrapped(*args, **kwargs)
-        if not self.active:
+        if (
+            not self.active
+            or len(args) > 2
+            or method.__class__ is not str
+            or (method != "POST" and method.upper() != "POST")
+        ):
             return wrapped(*args, **kwargs)
         path = self._llm_path(url)
         if path is None:
