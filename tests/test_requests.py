@@ -446,7 +446,15 @@ def test_session_and_prices_file(telemetry, server, tmp_path) -> None:
 # Streams: every way a user can read the body ---------------------------------------------------
 
 
+def read_into(raw) -> bytes:
+    data, buffer = bytearray(), bytearray(100)
+    while count := raw.readinto(buffer):
+        data += buffer[:count]
+    return bytes(data)
+
+
 def stream_lines(response: requests.Response, style: str) -> list[bytes]:
+    raw = response.raw
     if style == "iter_lines":
         return [line for line in response.iter_lines() if line]
     if style == "iter_content":
@@ -454,13 +462,26 @@ def stream_lines(response: requests.Response, style: str) -> list[bytes]:
     elif style == "content":
         data = response.content
     elif style == "raw_read_chunks":
-        data = b"".join(iter(lambda: response.raw.read(64), b""))
+        data = b"".join(iter(lambda: raw.read(64), b""))
+    elif style == "raw_read1":
+        data = b"".join(iter(lambda: raw.read1(64), b""))
+    elif style == "raw_readinto":
+        data = read_into(raw)
+    elif style == "raw_lines":
+        data = b"".join(raw)
+    elif style == "raw_readline":
+        data = b"".join(iter(raw.readline, b""))
+    elif style == "raw_readlines":
+        data = b"".join(raw.readlines())
+    elif style == "text_wrapper":
+        data = io.TextIOWrapper(raw, encoding="utf-8").read().encode()
     else:
-        data = response.raw.read()
+        data = raw.read()
     return [line for line in data.split(b"\n") if line]
 
 
-STYLES = ["iter_lines", "iter_content", "content", "raw_read_chunks", "raw_read_all"]
+STYLES = ["iter_lines", "iter_content", "content", "raw_read_chunks", "raw_read_all", "raw_read1"]
+STYLES += ["raw_readinto", "raw_lines", "raw_readline", "raw_readlines", "text_wrapper"]
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -636,6 +657,117 @@ def test_stream_span_ends_exactly_once(traced, server, ending) -> None:
     assert len(traced.spans()) == 1
     gc.collect()
     assert len(traced.spans()) == 1
+
+
+def test_a_stream_dropped_unclosed_keeps_what_the_app_read(traced, server) -> None:
+    """A hand-rolled SSE loop that stops at `[DONE]` and drops the response: the call ends when the
+    response is collected, priced from the usage event the app read."""
+
+    def read_until_done() -> dict:
+        body = chat_body(stream=True, stream_options={"include_usage": True})
+        response = post(server, "/chat/completions", body, {**HEADERS, "x-mock-chunks": "6"}, stream=True)
+        events = []
+        for line in response.iter_lines():
+            if line == b"data: [DONE]":
+                break
+            if line:
+                events.append(json.loads(line[6:]))
+        return events[-1]["usage"]
+
+    reported = read_until_done()
+    gc.collect()
+    span = traced.span()
+    assert (span.attributes[names.USAGE_INPUT_TOKENS], span.attributes[names.USAGE_OUTPUT_TOKENS]) == (
+        reported["prompt_tokens"],
+        6,
+    )
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(
+        genai_cost("gpt-4o-mini", reported["prompt_tokens"], 6)
+    )
+
+
+def test_a_stream_dropped_after_raise_for_status_keeps_its_error(traced, server) -> None:
+    def call() -> None:
+        post(
+            server, "/chat/completions", chat_body(), {"x-mock-status": "429"}, stream=True
+        ).raise_for_status()
+
+    try:
+        call()
+    except requests.HTTPError as error:
+        assert error.response.status_code == 429
+    gc.collect()
+    span = traced.span()
+    assert (span.status.status_code, span.attributes[names.ERROR_TYPE]) == (StatusCode.ERROR, "429")
+
+
+def read_the_body(response: requests.Response, **kwargs) -> None:
+    """A response hook that reads the body, to log it, say."""
+    response.content  # noqa: B018
+
+
+class BodyReadingSession(requests.Session):
+    """Reads every response's body in `send`, as a caching or retrying session may."""
+
+    def send(self, request, **kwargs):
+        response = super().send(request, **kwargs)
+        response.content  # noqa: B018
+        return response
+
+
+@pytest.mark.parametrize("reader", ["response hook", "send override"])
+def test_a_streamed_body_read_before_the_app_gets_it_is_priced(traced, server, reader) -> None:
+    with BodyReadingSession() if reader == "send override" else requests.Session() as session:
+        if reader == "response hook":
+            session.hooks["response"].append(read_the_body)
+        url = f"{server.base_url}/chat/completions"
+        response = session.post(url, json=chat_body(), headers=usage(300, 40), stream=True, timeout=10)
+        assert response.json()["usage"]["prompt_tokens"] == 300
+    span = traced.span()
+    assert (span.attributes[names.USAGE_INPUT_TOKENS], span.attributes[names.USAGE_OUTPUT_TOKENS]) == (
+        300,
+        40,
+    )
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 300, 40))
+
+
+def completion_text(**extra) -> str:
+    usage = {"prompt_tokens": 300, "completion_tokens": 40, "total_tokens": 340}
+    message = {"role": "assistant", "content": "Quarante"}
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+    return json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
+                       "choices": [choice], "usage": usage, **extra}, ensure_ascii=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize(
+    ("asked_to_stream", "content_type", "encoding"),
+    [
+        (True, "application/json", "utf-8"),  # a server that does not stream
+        (False, "", "utf-8"),  # no content type
+        (False, "text/plain", "utf-8"),
+        (False, "application/json; charset=iso-8859-1", "latin-1"),  # not JSON's charset, yet read
+    ],
+    ids=["stream asked, JSON sent", "no content type", "text/plain", "latin-1"],
+)
+def test_a_json_body_however_it_is_labelled_is_priced(
+    traced, server, stream, asked_to_stream, content_type, encoding
+) -> None:
+    sent = completion_text(system_fingerprint="café")
+    headers = {
+        "x-mock-raw-body-b64": base64.b64encode(sent.encode(encoding)).decode(),
+        "x-mock-content-type": content_type,
+    }
+    response = post(server, "/chat/completions", chat_body(stream=asked_to_stream), headers, stream=stream)
+    assert response.content == sent.encode(encoding)
+    response.close()
+    span = traced.span()
+    assert span.attributes[names.RESPONSE_ID] == "chatcmpl-1"
+    assert (span.attributes[names.USAGE_INPUT_TOKENS], span.attributes[names.USAGE_OUTPUT_TOKENS]) == (
+        300,
+        40,
+    )
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 300, 40))
 
 
 def test_cut_stream_records_the_error(traced, server) -> None:

@@ -27,7 +27,7 @@ class BodyWatch:
 
     def __init__(self, call: Call, content_type: str, error_type: str | None = None) -> None:
         self.call = call
-        self._observer = JSONObserver(call) if "json" in content_type else SSEObserver(call)
+        self._observer = _observer_for(call, content_type)
         self._error_type = error_type
 
     def feed(self, data: bytes) -> None:
@@ -75,6 +75,15 @@ class BodyWatch:
             self.call.end(error)
 
 
+def _observer_for(call: Call, content_type: str) -> JSONObserver | SSEObserver | SniffingObserver:
+    """The observer of a body of this content type: JSON, SSE, or whichever the body turns out to be."""
+    if "json" in content_type:
+        return JSONObserver(call)
+    if "event-stream" in content_type:
+        return SSEObserver(call)
+    return SniffingObserver(call)
+
+
 def read_body(call: Call, content: Any, fragment: bool = False) -> None:
     """Read a whole body: SSE events, else JSON. A `fragment` is the end of a body whose start is gone:
     only trailing members can be read.
@@ -85,7 +94,7 @@ def read_body(call: Call, content: Any, fragment: bool = False) -> None:
     """
     if not content or content.__class__ is not bytes:
         return
-    if call.body.get("stream") is True or content.startswith(b"data:") or b"\ndata:" in content[:512]:
+    if _is_sse(content, call.body.get("stream") is True):
         observer = SSEObserver(call)
         observer.feed(content)
         observer.finish()
@@ -140,3 +149,36 @@ class JSONObserver:
         body = b"".join(self._pieces)
         self._pieces.clear()
         read_body(self._call, body, fragment=self._seen > MAX_KEPT)
+
+
+class SniffingObserver:
+    """A body whose content type names neither JSON nor SSE (none, or `text/plain`): read as JSON when
+    it starts as an object, else as SSE events, which never start with a brace."""
+
+    __slots__ = ("_call", "_observer")
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+        self._observer: JSONObserver | SSEObserver | None = None
+
+    def feed(self, data: bytes) -> None:
+        observer = self._observer
+        if observer is None:
+            start = data.lstrip()[:1]
+            if not start:
+                return  # blank so far: it says nothing, and neither reading misses it
+            observer = JSONObserver(self._call) if start == b"{" else SSEObserver(self._call)
+            self._observer = observer
+        observer.feed(data)
+
+    def finish(self) -> None:
+        if self._observer is not None:
+            self._observer.finish()
+
+
+def _is_sse(content: bytes, stream_requested: bool) -> bool:
+    """Whether a whole body is SSE events: it says so in its first lines, or the request asked for a
+    stream and the body is not a JSON object (a server that does not stream answers with one)."""
+    if content.startswith(b"data:") or b"\ndata:" in content[:512]:
+        return True
+    return stream_requested and content[:64].lstrip()[:1] != b"{"

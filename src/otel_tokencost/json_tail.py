@@ -33,7 +33,9 @@ def decode_object(raw: bytes | str) -> dict[str, Any] | None:
     deeper than Python decodes (which raises RecursionError, not ValueError). Never raises.
 
     What json.loads decodes, at less cost: bytes are read as UTF-8 first, and json.loads' detection of
-    other encodings (a BOM, UTF-16 or UTF-32) runs only when that fails.
+    other encodings (a BOM, UTF-16 or UTF-32) runs only when that fails. Bytes that are none of those (a
+    body sent in a charset such as ISO-8859-1, which JSON does not allow but `requests` reads) are read
+    as Latin-1 last: the usage is ASCII whatever the charset, and every byte is a Latin-1 character.
     """
     try:
         try:
@@ -41,7 +43,10 @@ def decode_object(raw: bytes | str) -> dict[str, Any] | None:
         except ValueError:
             if raw.__class__ is not bytes:
                 return None
-            value = json.loads(raw)
+            try:
+                value = json.loads(raw)
+            except UnicodeDecodeError:
+                value = _decode_text(raw.decode("latin-1"))
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None

@@ -2,11 +2,12 @@
 
 A POST whose URL path ends in an OpenAI-compatible endpoint is a call; anything else passes through
 after one string check. Nothing the user sends or reads is modified: a streamed body is observed as the
-user consumes it, through whichever of `iter_lines`, `iter_content`, `.content` or `raw.read` they use.
+user consumes it, through `iter_lines`, `iter_content`, `.content` or the raw body's reads.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import weakref
 from collections.abc import Callable, Collection, Iterator
@@ -183,8 +184,10 @@ def _follow(call: Call, response: Any, streamed: bool) -> None:
     status = response.status_code
     error_type = str(status) if status >= 400 else None
     call.read_headers(response.headers)
-    if not streamed:
-        read_body(call, response.content)
+    # Streamed, the body is unread unless a response hook or a `send` override read it already.
+    content = response.content if not streamed else getattr(response, "_content", False)
+    if content is not False:
+        read_body(call, content)
         call.end(error_type=error_type)
         return
     if response.raw is None:  # a transport adapter's response without a body
@@ -192,7 +195,7 @@ def _follow(call: Call, response: Any, streamed: bool) -> None:
         return
     watch = BodyWatch(call, response.headers.get("content-type") or "", error_type)
     response.raw = RawProxy(response.raw, watch)
-    weakref.finalize(response, call.end)  # a response dropped unread still ends its span
+    weakref.finalize(response, watch.end)  # a response dropped unclosed ends its span with what was read
 
 
 class RawProxy(wrapt.ObjectProxy):
@@ -221,16 +224,64 @@ class RawProxy(wrapt.ObjectProxy):
         return self._self_watch.follow(self.__wrapped__.stream(*args, **kwargs))
 
     def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
-        watch = self._self_watch
-        try:
-            data = self.__wrapped__.read(amt, *args, **kwargs)
-        except BaseException as error:
-            watch.call.end(error)
-            raise
-        watch.feed(data)
+        data = self._self_reading(self.__wrapped__.read, amt, *args, **kwargs)
+        self._self_watch.feed(data)
         if amt is None or not data:
-            watch.end()
+            self._self_watch.end()
         return data
+
+    # The other ways to read a file object, each present only when the body has it (`stream` above).
+
+    @property
+    def read1(self) -> Callable[..., bytes]:
+        return functools.partial(self._self_fed, self.__wrapped__.read1)
+
+    @property
+    def readline(self) -> Callable[..., bytes]:
+        return functools.partial(self._self_fed, self.__wrapped__.readline)
+
+    @property
+    def readinto(self) -> Callable[[Any], int | None]:
+        return functools.partial(self._self_readinto, self.__wrapped__.readinto)
+
+    @property
+    def readlines(self) -> Callable[..., list[bytes]]:
+        return functools.partial(self._self_readlines, self.__wrapped__.readlines)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._self_watch.follow(iter(self.__wrapped__))
+
+    def _self_reading(self, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """What the body's `read` method returns; an error it raises ends the call."""
+        try:
+            return read(*args, **kwargs)
+        except BaseException as error:
+            self._self_watch.call.end(error)
+            raise
+
+    def _self_fed(self, read: Callable[..., bytes], *args: Any, **kwargs: Any) -> bytes:
+        """Bytes read by `read`, watched."""
+        return self._self_seen(self._self_reading(read, *args, **kwargs))
+
+    def _self_seen(self, data: bytes) -> bytes:
+        """Bytes the app read, fed to the watch: none is the end of the body."""
+        self._self_watch.feed(data)
+        if not data:
+            self._self_watch.end()
+        return data
+
+    def _self_readinto(self, readinto: Callable[[Any], int | None], buffer: Any) -> int | None:
+        count = self._self_reading(readinto, buffer)
+        if count is not None:
+            self._self_seen(bytes(memoryview(buffer).cast("B")[:count]))
+        return count
+
+    def _self_readlines(self, readlines: Callable[..., list[bytes]], hint: int | None = -1) -> list[bytes]:
+        lines = self._self_reading(readlines, hint)
+        self._self_watch.feed(b"".join(lines))
+        if not lines or hint is None or hint <= 0:  # all the lines there were
+            self._self_watch.end()
+        return lines
 
     def close(self) -> None:
         try:
