@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 
 import openai
+import pydantic
 import pytest
 import wrapt
 from opentelemetry import context
@@ -976,6 +977,128 @@ def test_responses_stream_and_helper(instrumented, client, server) -> None:
         assert span.attributes[names.USAGE_OUTPUT_TOKENS] == final.usage.output_tokens
         assert_priced(span, "gpt-4.1", final.usage.input_tokens, final.usage.output_tokens)
         assert span.attributes[names.RESPONSE_ID] in (events[-1].response.id, final.id)
+
+
+HAS_BETA_RESPONSES = HAS_RESPONSES and hasattr(openai.resources.beta.Beta, "responses")
+
+
+@pytest.mark.skipif(not HAS_BETA_RESPONSES, reason="this openai has no beta Responses API")
+def test_beta_responses(instrumented, client) -> None:
+    """The SDK's beta Responses go to `/responses?beta=true` and `/responses/compact?beta=true`."""
+    headers = {"x-mock-usage": json.dumps({"input_tokens": 700, "output_tokens": 90, "total_tokens": 790})}
+    client.beta.responses.create(model="gpt-4.1", input="Say hi", extra_headers=headers)
+    client.beta.responses.compact(model="gpt-4.1", input=COMPACTED, extra_headers=headers)
+    spans = instrumented.spans()
+    assert len(spans) == 2
+    for span in spans:
+        assert span.name == "chat gpt-4.1"
+        assert_priced(span, "gpt-4.1", 700, 90)
+
+
+def parse_helper(client):
+    completions = client.chat.completions
+    return completions.parse if hasattr(completions, "parse") else client.beta.chat.completions.parse
+
+
+class Answer(pydantic.BaseModel):
+    words: list[str]
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(
+    ("limit", "refusal"),
+    [(2, "openai.LengthFinishReasonError"), (None, "pydantic_core._pydantic_core.ValidationError")],
+    ids=["cut short", "not the format asked"],
+)
+async def test_a_parse_helper_that_refuses_the_response_keeps_its_usage(
+    instrumented, client, async_client, is_async, limit, refusal
+) -> None:
+    """The helper raises once the call was billed: the span has its usage and cost, and the error."""
+    parse = parse_helper(async_client if is_async else client)
+    kwargs = {"max_tokens": limit} if limit else {}
+    with pytest.raises(Exception) as raised:
+        parsed = parse(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "one two three"}],
+            response_format=Answer,
+            extra_headers=usage_header(40, 8),
+            **kwargs,
+        )
+        await parsed if is_async else parsed
+    assert f"{type(raised.value).__module__}.{type(raised.value).__qualname__}" == refusal
+    span = instrumented.span()
+    assert (span.status.status_code, span.attributes[names.ERROR_TYPE]) == (StatusCode.ERROR, refusal)
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("length" if limit else "stop",)
+    assert_priced(span, "gpt-4o-mini", 40, 8)
+
+
+def test_a_raw_parse_the_helper_will_refuse_is_priced(instrumented, client) -> None:
+    """`with_raw_response` of a parse helper: the app gets the response; its `parse()` raises later."""
+    completions = client.chat.completions
+    raw_parse = (
+        completions if hasattr(completions, "parse") else client.beta.chat.completions
+    ).with_raw_response
+    raw = raw_parse.parse(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "one two three"}],
+        response_format=Answer,
+        max_tokens=2,
+        extra_headers=usage_header(40, 8),
+    )
+    span = instrumented.span()
+    assert span.status.status_code == StatusCode.UNSET
+    assert_priced(span, "gpt-4o-mini", 40, 8)
+    with pytest.raises(openai.LengthFinishReasonError):
+        raw.parse()
+    assert len(instrumented.spans()) == 1
+
+
+def sse(*events: dict) -> str:
+    """SSE events as the local server's `x-mock-raw-body` takes them (newlines escaped)."""
+    return "".join(f"event: {event['type']}\\ndata: {json.dumps(event)}\\n\\n" for event in events)
+
+
+def response_body(status: str, usage: dict | None = None) -> dict:
+    body = {"id": "resp_1", "object": "response", "created_at": 1, "status": status, "model": "gpt-4.1"}
+    return {
+        **body,
+        "output": [],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": usage,
+    }
+
+
+@pytest.mark.skipif(not HAS_RESPONSES, reason="this openai has no Responses API")
+def test_a_responses_stream_that_ends_in_an_error_event_failed(instrumented, client) -> None:
+    created = {"type": "response.created", "sequence_number": 0, "response": response_body("in_progress")}
+    error = {
+        "type": "error",
+        "sequence_number": 1,
+        "code": "server_error",
+        "message": "An error",
+        "param": None,
+    }
+    headers = {"x-mock-raw-body": sse(created, error), "x-mock-content-type": "text/event-stream"}
+    events = list(client.responses.create(model="gpt-4.1", input="Hi", stream=True, extra_headers=headers))
+    assert [event.type for event in events] == ["response.created", "error"]
+    span = instrumented.span()
+    assert (span.status.status_code, span.attributes[names.ERROR_TYPE]) == (StatusCode.ERROR, "server_error")
+
+
+@pytest.mark.skipif(not HAS_RESPONSES, reason="this openai has no Responses API")
+def test_a_background_response_queued_has_no_finish_reason(instrumented, client) -> None:
+    """A background response is answered `queued`, unfinished: it has not stopped for any reason."""
+    headers = {
+        "x-mock-raw-body": json.dumps(response_body("queued")),
+        "x-mock-content-type": "application/json",
+    }
+    queued = client.responses.create(model="gpt-4.1", input="Hi", background=True, extra_headers=headers)
+    assert queued.status == "queued"
+    span = instrumented.span()
+    assert span.attributes[names.RESPONSE_ID] == "resp_1"
+    assert names.RESPONSE_FINISH_REASONS not in span.attributes and names.ERROR_TYPE not in span.attributes
 
 
 def chat_stream_helper(client):

@@ -253,7 +253,7 @@ def _read_response(outcome: Outcome, body: Any) -> None:
     outcome.response_id = body.get("id") or outcome.response_id
     outcome.service_tier = _text(body.get("service_tier")) or outcome.service_tier
     status = body.get("status")
-    if status and status != "in_progress":
+    if status and status not in UNFINISHED_STATUSES:
         outcome.finish_reasons = [str(status)]
         if status == "failed":  # answered, but the response failed: its error's code is the call's
             code = get(body.get("error"), "code")
@@ -314,11 +314,17 @@ def is_usage_chunk(chunk: Any) -> bool:
 
 def _read_response_event(outcome: Outcome, event: Any) -> bool:
     """Read one Responses API stream event (never hidden: Responses always reports usage)."""
-    if get(event, "type") in RESPONSE_EVENTS_WITH_BODY:
+    kind = get(event, "type")
+    if kind in RESPONSE_EVENTS_WITH_BODY:
         _read_response(outcome, get(event, "response"))
+    elif kind == "error":  # the stream ends in an error, its response unfinished: the call failed
+        code = get(event, "code")
+        outcome.failure = code if isinstance(code, str) and code else "error"
     return False
 
 
+# A response's status while it is not done: no reason it stopped (a background response is `queued`).
+UNFINISHED_STATUSES = frozenset({"in_progress", "queued"})
 RESPONSE_EVENTS_WITH_BODY = frozenset(
     {"response.created", "response.completed", "response.incomplete", "response.failed"}
 )
@@ -421,7 +427,7 @@ _BY_SUFFIX = (
 def operation_for(path: str) -> Operation | None:
     """The operation a request path names, or None for any other endpoint (cached: a service calls
     the same few paths)."""
-    path = path.rstrip("/")
+    path = path.split("?", 1)[0].rstrip("/")  # the SDK's beta Responses go to `/responses?beta=true`
     for suffix, operation in _BY_SUFFIX:
         if path.endswith(suffix):
             return operation

@@ -7,12 +7,13 @@ and hands back exactly what the SDK returned (or a transparent proxy of it).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
 import threading
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from types import FunctionType
 from typing import Any
 
@@ -228,6 +229,11 @@ class _Patch:
             return None
         if call is None:
             return None
+        post_parser = options.post_parser
+        if callable(post_parser):  # a `parse()` helper's, which may refuse a response that was billed
+            if post_parser.__class__ is _ReadFirst:  # options the app sends again
+                post_parser = post_parser.parser
+            options.post_parser = _ReadFirst(post_parser, call)
         try:
             asked = self._inject_stream_usage(options, body, operation, client, endpoint)
         except Exception:
@@ -315,7 +321,8 @@ class _Patch:
     def _raw_response(self, call: Call, response: Any, hide_usage_chunk: bool) -> Any:
         if isinstance(response, self.legacy_type) and not response._stream:
             # `with_raw_response`: the body is read and parse() caches, so this costs the user nothing.
-            call.read(response.parse())
+            with contextlib.suppress(Exception):  # a parse() helper's refusal, read first: the app's to meet
+                call.read(response.parse())
             call.end()
             return response
         return RawResponseProxy(response, call, self, hide_usage_chunk)
@@ -382,6 +389,25 @@ class RawResponseProxy(wrapt.ObjectProxy):
             self._self_watch = None
             http_response = self.__wrapped__.http_response
             del http_response.iter_bytes, http_response.aiter_bytes
+
+
+class _ReadFirst:
+    """A `parse()` helper's post-parser, which turns the response into the app's type and may refuse it
+    (cut short by `max_tokens`, not the format asked for) once it was billed: the response is read
+    before that error goes on, so the call keeps its usage and cost."""
+
+    __slots__ = ("call", "parser")
+
+    def __init__(self, parser: Callable[[Any], Any], call: Call) -> None:
+        self.parser, self.call = parser, call
+
+    def __call__(self, parsed: Any) -> Any:
+        try:
+            return self.parser(parsed)
+        except Exception:
+            if not self.call.ended:
+                self.call.read(parsed)
+            raise
 
 
 class _UsageAsked:
