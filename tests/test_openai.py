@@ -1211,12 +1211,19 @@ RAW_READS = {
     "iter_bytes": lambda response: list(response.iter_bytes(7)),
     "iter_lines": lambda response: list(response.iter_lines()),
     "httpx iter_text": lambda response: list(response.http_response.iter_text()),
+    "parse to str": lambda response: response.parse(to=str),
+    "parse to bytes": lambda response: response.parse(to=bytes),
+    "parse to the httpx response": lambda response: response.parse(to=type(response.http_response)).read(),
 }
 
 
 @pytest.mark.parametrize(
     ("read", "stream"),
-    [*((read, False) for read in RAW_READS), *((read, True) for read in RAW_READS if read != "json")],
+    [
+        *((read, False) for read in RAW_READS),
+        # A stream is not JSON, and the SDK parses it to nothing but a stream
+        *((read, True) for read in RAW_READS if read != "json" and not read.startswith("parse")),
+    ],
 )
 def test_with_streaming_response_read_raw(instrumented, client, read: str, stream: bool) -> None:
     """A body the app reads itself, however it does, is priced as it ends; a stream that asks for usage."""

@@ -345,6 +345,8 @@ class RawResponseProxy(wrapt.ObjectProxy):
     def parse(self, **kwargs: Any) -> Any:
         if self._self_parsed is not None and not kwargs:
             return _resolved(self._self_parsed) if self._self_awaited else self._self_parsed
+        if self._self_hands_over_the_body(kwargs.get("to")):
+            return self.__wrapped__.parse(**kwargs)  # read by the watch, as the SDK or the app reads it
         self._self_unwatch()  # the SDK reads the body now, and the parsed result is read instead
         parsed = self.__wrapped__.parse(**kwargs)
         if inspect.isawaitable(parsed):
@@ -383,6 +385,10 @@ class RawResponseProxy(wrapt.ObjectProxy):
         if watch is not None:
             watch.end()
         self._self_call.end()
+
+    def _self_hands_over_the_body(self, to: Any) -> bool:
+        """Whether `parse(to=...)` gives the body itself: its text, its bytes or the httpx response."""
+        return to is str or to is bytes or (isinstance(to, type) and isinstance(self.http_response, to))
 
     def _self_unwatch(self) -> None:
         if self._self_watch is not None:
