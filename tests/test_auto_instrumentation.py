@@ -70,6 +70,18 @@ def test_opentelemetry_instrument_console_output(tmp_path, server) -> None:
     assert API_KEY not in result.stdout
 
 
+def test_the_package_alone_gives_opentelemetry_instrument_its_sdk_configurator() -> None:
+    """Without a configurator, `opentelemetry-instrument` sets no SDK providers up and nothing is
+    exported: the one install has to bring one, not an extra."""
+    from importlib.metadata import entry_points, requires
+
+    from packaging.requirements import Requirement
+
+    required = {Requirement(line).name for line in requires("otel-tokencost") if "extra ==" not in line}
+    providers = {point.dist.name for point in entry_points(group="opentelemetry_configurator")}
+    assert providers & required
+
+
 def test_disabled_instrumentations_switches_it_off(tmp_path, server) -> None:
     result = run_app(tmp_path, server, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="tokencost_openai")
     assert "APP-RESULT 2000" in result.stdout
