@@ -9,6 +9,7 @@ import json
 import re
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 
 import openai
 import pydantic
@@ -995,6 +996,47 @@ def test_beta_responses(instrumented, client) -> None:
         assert_priced(span, "gpt-4.1", 700, 90)
 
 
+HAS_DECISIONS = hasattr(openai.OpenAI(api_key="x", base_url="http://127.0.0.1:1"), "decisions")
+
+
+@pytest.mark.skipif(not HAS_DECISIONS, reason="this openai has no Decisions API")
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_decisions(telemetry, server, tmp_path, is_async) -> None:
+    """`decisions.create` is a model call billed by its tokens, reported in the Responses usage shape."""
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        f'[[providers]]\nmatch = "127.0.0.1:{server.port}"\n'
+        '[providers.models."gpt-6-luna"]\ninput_mtok = 0.5\noutput_mtok = 4\ncache_read_mtok = 0.05\n'
+    )
+    OpenAIInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider, prices=str(prices)
+    )
+    usage = {"input_tokens": 1200, "input_tokens_details": {"cached_tokens": 1000, "cache_write_tokens": 0}}
+    usage |= {"output_tokens": 40, "output_tokens_details": {"reasoning_tokens": 30}, "total_tokens": 1240}
+    question = {"type": "predicate", "name": "spam", "question": "Is this spam?"}
+    sdk = (openai.AsyncOpenAI if is_async else openai.OpenAI)(base_url=server.base_url, api_key=API_KEY)
+    try:
+        decided = sdk.decisions.create(
+            model="gpt-6-luna",
+            input="Buy cheap pills now",
+            questions=[question],
+            extra_headers={"x-mock-usage": json.dumps(usage)},
+        )
+        decision = await decided if is_async else decided
+    finally:
+        OpenAIInstrumentor().uninstrument()
+    assert decision.answers[0].type == "predicate" and decision.usage.total_tokens == 1240
+    span = telemetry.span()
+    assert (span.name, span.attributes[names.OPERATION_NAME]) == ("chat gpt-6-luna", "chat")
+    assert span.attributes[names.RESPONSE_MODEL] == "gpt-6-luna"
+    assert (span.attributes[names.USAGE_INPUT_TOKENS], span.attributes[names.USAGE_OUTPUT_TOKENS]) == (
+        1200,
+        40,
+    )
+    expected = (Decimal("0.5") * 200 + Decimal("0.05") * 1000 + Decimal(4) * 40) / 1_000_000
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(expected)
+
+
 def parse_helper(client):
     completions = client.chat.completions
     return completions.parse if hasattr(completions, "parse") else client.beta.chat.completions.parse
@@ -1666,8 +1708,6 @@ def test_prices_file_prices_a_reseller(telemetry, server, tmp_path) -> None:
             )
     finally:
         OpenAIInstrumentor().uninstrument()
-    from decimal import Decimal
-
     expected = (Decimal("0.28") * 4_000 + Decimal("0.028") * 6_000 + Decimal("0.42") * 2_000) / 1_000_000
     span = telemetry.span()
     assert span.attributes[names.USAGE_COST_AMOUNT] == float(expected)

@@ -413,6 +413,9 @@ EMBEDDINGS = Operation(
     tail_keys=("model", "usage"),
     generates=False,
 )
+# A model's answers to questions about an input (openai 3.x `decisions.create`): billed as the
+# model's tokens, which it reports in the Responses API's usage shape.
+DECISIONS = Operation(names.CHAT, None, _read_response, _read_response_event, False)
 
 _BY_SUFFIX = (
     ("/chat/completions", CHAT_COMPLETIONS),
@@ -420,6 +423,7 @@ _BY_SUFFIX = (
     ("/embeddings", EMBEDDINGS),
     ("/responses", RESPONSES),
     ("/responses/compact", RESPONSES),  # a compaction pass: billed as a Responses call, in its shape
+    ("/decisions", DECISIONS),  # the SDK's only: too common a path for `requests` to take as a model call
 )
 
 

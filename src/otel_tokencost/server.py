@@ -1,7 +1,8 @@
 """A local OpenAI-compatible HTTP server with deterministic replies, for tests and demos.
 
 Standard library only. Endpoints under ``/v1``: ``/chat/completions``, ``/completions``,
-``/embeddings``, ``/responses`` and ``/responses/compact`` (POST, JSON body, optional SSE streaming).
+``/embeddings``, ``/responses``, ``/responses/compact`` and ``/decisions`` (POST, JSON body, optional SSE
+streaming).
 
 The reply is ``"Echo: "`` followed by up to 12 words of the last user message (or a fixed
 sentence). Default usage counts whitespace-separated words: input words (plus 3 per chat
@@ -454,6 +455,26 @@ def _compact(call: _Call) -> dict[str, Any]:
     return _with_usage(payload, call.usage(usage))
 
 
+def _decisions(call: _Call) -> dict[str, Any]:
+    """``POST /v1/decisions``: a yes-or-no answer to each predicate question, a refusal to any other."""
+    questions = [item for item in call.body.get("questions") or () if isinstance(item, dict)]
+    answers = [
+        {"type": "predicate", "name": item.get("name"), "probability": 0.5}
+        if item.get("type") == "predicate"
+        else {"type": "refusal", "name": item.get("name")}
+        for item in questions
+    ]
+    prompt = len(_words(call.body.get("input"))) + len(_words([item.get("question") for item in questions]))
+    usage = {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": len(answers),
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + len(answers),
+    }
+    return _with_usage({"answers": answers, "model": call.model}, call.usage(usage))
+
+
 def _embedding_inputs(value: Any) -> list[Any]:
     """The separate inputs of an embeddings request (a token array is one input)."""
     if isinstance(value, list) and not all(isinstance(item, int) for item in value):
@@ -491,6 +512,7 @@ _ENDPOINTS: dict[str, Callable[[_Call], dict[str, Any] | Iterator[_Event]]] = {
     "/v1/embeddings": _embeddings,
     "/v1/responses": _responses,
     "/v1/responses/compact": _compact,
+    "/v1/decisions": _decisions,
 }
 
 
