@@ -91,8 +91,59 @@ def test_price_shows_a_reseller_beside_the_public_price(tmp_path) -> None:
     header, rule, row = out.splitlines()
     assert set(rule) == {"-"}
     assert header.split() == ["model", "provider", "cost", "(USD)", "source"]
-    assert row.split() == ["gpt-4o-mini", "api.holysheep.ai", "0.500000", "prices-file"]
+    assert row.split() == ["gpt-4o-mini", "openai", "0.500000", "prices-file"]  # as its spans name it
     assert json.loads(public)[0]["cost"] == float(genai_cost("gpt-4o-mini", 1000000, 1000000))
+
+
+SELF_HOSTED = """
+[[providers]]
+match = "localhost:8000"
+provider = "vllm"
+
+[providers.models."llama"]
+input_mtok = 1
+output_mtok = 2
+"""
+
+
+@pytest.mark.parametrize(
+    ("base_url", "provider"),
+    [
+        ("http://localhost:8000/v1", "vllm"),  # the prices file's `provider`
+        ("https://generativelanguage.googleapis.com/v1beta/openai/", "gcp.gemini"),
+        ("http://localhost:9000/v1", "openai"),  # any other OpenAI-compatible host
+        ("", "openai"),  # no base URL: the provider genai-prices finds for the name
+    ],
+)
+def test_price_names_the_provider_as_the_calls_spans_do(tmp_path, base_url: str, provider: str) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(SELF_HOSTED)
+    argv = [
+        "price",
+        "llama",
+        "gpt-4o",
+        "--input",
+        "1000",
+        "--output",
+        "100",
+        "--prices",
+        str(prices),
+        "--json",
+    ]
+    code, out, _ = run(*argv, "--base-url", base_url)
+    llama, gpt = json.loads(out)
+    assert gpt["provider"] == provider
+    if base_url == "http://localhost:8000/v1":
+        assert (code, llama["provider"], llama["source"], llama["cost"]) == (0, "vllm", "prices-file", 0.0012)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "problem"),
+    [("http://h:99999/v1", "Port out of range 0-65535"), ("http://[::1", "Invalid IPv6 URL")],
+)
+def test_price_rejects_a_malformed_base_url_in_one_line(base_url: str, problem: str) -> None:
+    code, out, err = run("price", "gpt-4o", "--input", "1", "--output", "1", "--base-url", base_url)
+    assert (code, out, err) == (2, "", f"otel-tokencost price: --base-url {base_url}: {problem}\n")
 
 
 @pytest.mark.parametrize(
@@ -142,6 +193,25 @@ def test_check_prices_good_file(tmp_path) -> None:
     prices = tmp_path / "prices.toml"
     prices.write_text(RESELLER)
     assert run("check-prices", str(prices)) == (0, f"{prices}: OK (1 providers, 1 models)\n", "")
+
+
+def test_check_prices_rejects_a_match_that_can_never_match_and_usd_at_another_rate(tmp_path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        "[[providers]]\nmatch = 'api.holysheep.ai/v1'\nprices_from = 'openai'\n"
+        "[[providers]]\nmatch = 'h:99999'\nprices_from = 'openai'\n"
+        "[[providers]]\nmatch = 'h'\nusd_per_unit = 0.5\nprices_from = 'openai'\n"
+    )
+    code, out, err = run("check-prices", str(prices))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"{prices}: providers[0].match: expected a host, host:port or URL prefix, got 'api.holysheep.ai/v1' "
+        "(a URL prefix starts with http:// or https://)",
+        f"{prices}: providers[1].match: expected a host, host:port or URL prefix, got 'h:99999' "
+        "(a port is a number from 1 to 65535)",
+        f"{prices}: providers[2].usd_per_unit: must be 1 (or left out) when currency is USD",
+        f"{prices}: 3 problem(s)",
+    ]
 
 
 def test_check_prices_lists_every_problem_with_its_location(tmp_path) -> None:

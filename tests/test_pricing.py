@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import genai_prices
 import pytest
+from genai_prices.data_snapshot import get_snapshot
+from genai_prices.types import ConditionalPrice
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,11 +19,14 @@ from otel_tokencost.pricing import (
     PRICES_FILE,
     PROVIDER,
     Cost,
+    FileProvider,
     Pricer,
     PricesFileError,
+    Rate,
     Usage,
     load,
 )
+from otel_tokencost.pricing.prices_file import RATE_FIELDS
 
 NOW_NS = 1_780_000_000 * 10**9  # 2026-05-28
 
@@ -34,6 +39,7 @@ def genai_total(
         output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
+        output_reasoning_tokens=usage.reasoning_tokens,
         input_audio_tokens=usage.input_audio_tokens,
         output_audio_tokens=usage.output_audio_tokens,
         cache_audio_read_tokens=0,  # no chat usage tells cached audio apart: it counts as cached input
@@ -89,6 +95,59 @@ def test_cost_equals_genai_prices(base_url: str, provider: str, model: str, usag
     assert cost.usd == genai_total(usage, model, provider)
     assert cost.amount == float(genai_total(usage, model, provider))
     assert cost.currency == "USD"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "provider", "model"),
+    [
+        ("https://api.perplexity.ai", "perplexity", "sonar-deep-research"),
+        ("https://openrouter.ai/api/v1", "openrouter", "perplexity/sonar-deep-research"),
+    ],
+)
+def test_reasoning_tokens_cost_the_reasoning_rate(base_url: str, provider: str, model: str) -> None:
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000, reasoning_tokens=400_000)
+    cost = Pricer().price(base_url, model, None, usage, NOW_NS)
+    as_output = genai_total(usage._replace(reasoning_tokens=0), model, provider)
+    assert (cost.source, cost.usd) == (GENAI_PRICES, genai_total(usage, model, provider))
+    assert cost.usd != as_output  # the reasoning rate is not the output rate
+
+
+# genai-prices' price keys that bill counts no chat usage gives apart: image, video and citation tokens,
+# cache writes by TTL, tool calls, and the units of speech, transcription and OCR APIs. genai-prices bills
+# such tokens at the text rates when the usage has no count of them, as a Rate does.
+OUT_OF_SCOPE_PRICE_KEYS = {
+    "input_image_mtok",
+    "output_image_mtok",
+    "cache_image_read_mtok",
+    "input_video_mtok",
+    "output_video_mtok",
+    "cache_audio_read_mtok",  # no chat usage tells cached audio apart: it is cached input
+    "output_citation_mtok",
+    "cache_write_1h_mtok",
+    "web_searches_kcount",
+    "storage_searches_kcount",
+    "audio_hours",
+    "input_audio_hours",
+    "input_mchars",
+    "input_text_messages_kcount",
+    "input_document_kpages",
+    "input_annotated_document_kpages",
+}
+
+
+def test_every_price_key_in_genai_prices_is_priced_or_knowingly_left_out() -> None:
+    """A price key genai-prices adds fails here until a Rate prices it or it is added above."""
+    rate_keys = {*RATE_FIELDS, "requests_kcount"}
+    assert rate_keys <= set(Rate.__dataclass_fields__)
+    keys = set()
+    for provider in get_snapshot().providers:
+        for model in provider.models:
+            listed = model.prices if isinstance(model.prices, list) else [model.prices]
+            prices = [item.prices if isinstance(item, ConditionalPrice) else item for item in listed]
+            prices += [variant.prices for variant in getattr(model, "price_variants", None) or ()]
+            keys |= {key for price in prices for key, value in vars(price).items() if value is not None}
+    assert "output_reasoning_mtok" in keys
+    assert keys - rate_keys - OUT_OF_SCOPE_PRICE_KEYS == set()
 
 
 @pytest.mark.parametrize(
@@ -265,6 +324,7 @@ input_mtok = 1
 output_mtok = 2
 input_audio_mtok = 10
 output_audio_mtok = 20
+output_reasoning_mtok = 5
 """
 
 
@@ -284,6 +344,17 @@ def test_prices_file_audio_rates(tmp_path) -> None:
     assert (cost.source, cost.usd) == (
         PRICES_FILE,
         Decimal(text_in + audio_in + text_out + audio_out) / 10**6,
+    )
+
+
+def test_prices_file_reasoning_rate(tmp_path) -> None:
+    pricer = Pricer(load(write(tmp_path, "prices.toml", PRICES_TOML)))
+    usage = Usage(input_tokens=1000, output_tokens=500, reasoning_tokens=300, output_audio_tokens=100)
+    cost = pricer.price("https://voice-gateway.internal/v1", "voice-1", None, usage, NOW_NS)
+    text_in, text_out, audio_out, reasoning = 1000 * 1, 100 * 2, 100 * 20, 300 * 5
+    assert (cost.source, cost.usd) == (
+        PRICES_FILE,
+        Decimal(text_in + text_out + audio_out + reasoning) / 10**6,
     )
 
 
@@ -328,6 +399,17 @@ def test_other_currency_is_converted_and_longest_match_wins(tmp_path, name: str)
         ("LLM.Example.com", "https://llm.example.com/v1", True),  # hosts are not case-sensitive
         ("llm.example.com:443", "https://llm.example.com/v1", True),
         ("llm.example.com:8443", "https://llm.example.com/v1", False),
+        # a URL prefix: scheme and host in any case, a default port written or not, the path as written
+        ("http://localhost:8000/v1", "http://LOCALHOST:8000/v1/", True),
+        ("HTTPS://GW.Example.com/team-a/v1", "https://gw.example.com/team-a/v1", True),
+        ("https://gw.example.com:443/team-a/v1", "https://gw.example.com/team-a/v1", True),
+        ("https://gw.example.com/team-a/v1/", "https://gw.example.com:443/team-a/v1", True),
+        ("http://gw.example.com:80/v1", "http://gw.example.com/v1/chat", True),
+        ("http://[::1]:8000/v1", "http://[::1]:8000/v1", True),
+        ("https://gw.example.com/team-a/v1", "https://gw.example.com/Team-A/v1", False),
+        ("https://gw.example.com/team-a", "https://gw.example.com/team-ab/v1", False),
+        ("https://gw.example.com:8443/v1", "https://gw.example.com/v1", False),
+        ("http://gw.example.com/v1", "https://gw.example.com/v1", False),
     ],
 )
 def test_a_match_names_a_host_and_port_in_any_form(tmp_path, match: str, base_url: str, matches: bool):
@@ -335,6 +417,49 @@ def test_a_match_names_a_host_and_port_in_any_form(tmp_path, match: str, base_ur
     pricer = Pricer(load(write(tmp_path, "prices.toml", text)))
     cost = pricer.price(base_url, "m", None, Usage(input_tokens=2_000_000, output_tokens=0), NOW_NS)
     assert (cost.usd if cost else None) == (Decimal(2) if matches else None)
+
+
+def test_the_narrowest_match_wins_however_it_is_written(tmp_path) -> None:
+    """A longer path beats a prefix written longer by its port; a prefix beats host:port, which beats
+    a host."""
+    entries = [
+        ("gw.example.com", 1),
+        ("gw.example.com:443", 2),
+        ("HTTPS://GW.EXAMPLE.COM:443/v1/", 3),
+        ("https://gw.example.com/v1/t", 4),
+    ]
+    text = "".join(
+        f"[[providers]]\nmatch = '{match}'\n[providers.models.m]\ninput_mtok = {rate}\n"
+        for match, rate in entries
+    )
+    pricer = Pricer(load(write(tmp_path, "prices.toml", text)))
+    usage = Usage(input_tokens=1_000_000)
+    urls = {
+        "https://gw.example.com:443/v1/t/": 4,
+        "https://GW.example.com/v1/t": 4,
+        "https://gw.example.com/v1": 3,
+        "https://gw.example.com/v2": 2,
+        "http://gw.example.com:443/v2": 2,
+        "http://gw.example.com/v1": 1,
+    }
+    assert {url: pricer.price(url, "m", None, usage, NOW_NS).usd for url in urls} == urls
+
+
+def test_a_base_url_is_matched_once(tmp_path, monkeypatch) -> None:
+    """Matching runs once per base URL: the calls that follow are dictionary hits."""
+    pricer = Pricer(load(write(tmp_path, "prices.toml", PRICES_TOML)))
+    tried = []
+    matches = FileProvider.matches
+    monkeypatch.setattr(
+        FileProvider, "matches", lambda entry, base: tried.append(entry) or matches(entry, base)
+    )
+    url = "https://api.holysheep.ai/v1"
+    pricer.price(url, "deepseek-v3.2", None, Usage(10, 10), NOW_NS)
+    first = list(tried)
+    for model in ("gpt-4o", "deepseek-v3.2", "qwen-local"):
+        pricer.price(url, model, None, Usage(10, 10), NOW_NS)
+    assert pricer.provider_name(url) is None
+    assert tried == first and first[-1].match == "api.holysheep.ai"
 
 
 def _toml_as_dict() -> dict:
@@ -367,6 +492,33 @@ def _toml_as_dict() -> dict:
         ("[[providers]]\nmatch = 'x'\nprices_from = 'opneai'\n", "providers[0].prices_from"),  # a typo
         ("[[providers]]\nmatch = 'gateway:http'\nprices_from = 'openai'\n", "providers[0].match"),
         ("[[providers]]\nmatch = '[::1:8000'\nprices_from = 'openai'\n", "providers[0].match"),
+        (
+            "[[providers]]\nmatch = 'api.holysheep.ai/v1'\nprices_from = 'openai'\n",
+            "providers[0].match: expected a host, host:port or URL prefix, got 'api.holysheep.ai/v1' "
+            "(a URL prefix starts with http:// or https://)",
+        ),
+        (
+            "[[providers]]\nmatch = 'h:99999'\nprices_from = 'openai'\n",
+            "providers[0].match: expected a host, host:port or URL prefix, got 'h:99999' "
+            "(a port is a number from 1 to 65535)",
+        ),
+        ("[[providers]]\nmatch = '[::1]:99999'\nprices_from = 'openai'\n", "(a port is a number from 1 to"),
+        ("[[providers]]\nmatch = 'h:0'\nprices_from = 'openai'\n", "(a port is a number from 1 to"),
+        (
+            "[[providers]]\nmatch = 'http://h:99999/v1'\nprices_from = 'openai'\n",
+            "(Port out of range 0-65535)",
+        ),
+        ("[[providers]]\nmatch = 'http://[::1/v1'\nprices_from = 'openai'\n", "(Invalid IPv6 URL)"),
+        ("[[providers]]\nmatch = 'ftp://h/v1'\nprices_from = 'openai'\n", "starts with http:// or https://"),
+        ("[[providers]]\nmatch = 'https:///v1'\nprices_from = 'openai'\n", "(a URL prefix names a host)"),
+        (
+            "[[providers]]\nmatch = 'x'\nusd_per_unit = 0.5\nprices_from = 'openai'\n",
+            "providers[0].usd_per_unit: must be 1 (or left out) when currency is USD",
+        ),
+        (
+            "[[providers]]\nmatch = 'x'\ncurrency = 'usd'\nusd_per_unit = 2\nprices_from = 'openai'\n",
+            "providers[0].usd_per_unit: must be 1",
+        ),
         ("providers = 3\n", "providers: expected"),
         ("not toml [", "not valid TOML"),
     ],

@@ -20,11 +20,14 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from otel_tokencost import OpenAIInstrumentor, RequestsInstrumentor, names
+from otel_tokencost import OpenAIInstrumentor, RequestsInstrumentor, names, track
+from otel_tokencost import telemetry as telemetry_module
 from otel_tokencost.providers import accepts_stream_options
+from otel_tokencost.telemetry import Telemetry
 
 from conftest import API_KEY
 
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 DATA = Path(__file__).parent / "data" / "providers"
 CASES = {path.stem: json.loads(path.read_text()) for path in sorted(DATA.glob("*.json"))}
 SUFFIXES = ("/chat/completions", "/responses")
@@ -237,6 +240,67 @@ def test_provider(both, server, name: str, transport, stream: bool) -> None:
         source = "provider"  # the streamed usage carries the proxy's cost
     assert attributes.get(names.USAGE_COST_AMOUNT) == cost
     assert attributes.get(names.PRICING_SOURCE) == source
+
+
+# A cost stated with no token counts beside it: a LiteLLM proxy's header over a response without usage,
+# and a usage that has a cost (as OpenRouter states it) but no token fields.
+STATED_WITHOUT_TOKENS = {
+    "litellm-header": (
+        {"x-mock-usage": "none", "x-mock-response-headers": json.dumps({"x-litellm-response-cost": "0.5"})},
+        Decimal("0.5"),
+    ),
+    "usage-cost-only": ({"x-mock-usage": json.dumps({"cost": 0.25})}, Decimal("0.25")),
+}
+
+
+@pytest.mark.parametrize("transport", ["sdk", "requests"])
+@pytest.mark.parametrize("case", list(STATED_WITHOUT_TOKENS))
+def test_a_cost_the_provider_states_counts_without_token_counts(
+    both, server, case: str, transport: str
+) -> None:
+    """The span, the cost metric and the Spend all carry it."""
+    headers, stated = STATED_WITHOUT_TOKENS[case]
+    body = {"model": "gateway-model", "messages": [{"role": "user", "content": "hi"}]}
+    with track(tracking_id="gateway") as spend:
+        if transport == "sdk":
+            with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
+                client.chat.completions.create(**body, extra_headers=headers)
+        else:
+            headers = {"Authorization": f"Bearer {API_KEY}", **headers}
+            requests.post(f"{server.base_url}/chat/completions", json=body, headers=headers, timeout=10)
+    attributes = both.span().attributes
+    assert names.USAGE_INPUT_TOKENS not in attributes
+    assert attributes[names.USAGE_COST_AMOUNT] == float(stated)
+    assert attributes[names.PRICING_SOURCE] == "provider"
+    (point,) = both.points(names.METRIC_COST)
+    assert (point.count, point.sum) == (1, float(stated))
+    assert (spend.calls, spend.input_tokens, spend.cost, spend.unpriced_calls) == (1, 0, stated, 0)
+
+
+@pytest.mark.parametrize(
+    ("value", "captured", "warned"),
+    [
+        ("true", True, False),
+        (" true", True, False),
+        ("TRUE", True, False),
+        ("\tTrue \n", True, False),
+        ("false", False, False),
+        (" FALSE ", False, False),
+        ("", False, False),
+        ("1", False, True),
+        ("yes", False, True),
+        ("maybe", False, True),
+    ],
+)
+def test_capture_content_setting(monkeypatch, caplog, value: str, captured: bool, warned: bool) -> None:
+    """`true` or `false` in any case and spacing; anything else means false and is logged once, by the
+    settings that instrumentors given no option (as under opentelemetry-instrument) share."""
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, value)
+    monkeypatch.setattr(telemetry_module, "_from_environment", None)
+    shared = [Telemetry.for_instrumentor({}) for _ in ("openai", "requests")]
+    assert [item.capture_content for item in shared] == [captured, captured]
+    warning = f"{CAPTURE_CONTENT_ENV}={value.strip().lower()!r} is not true or false; using false"
+    assert caplog.text.count(warning) == caplog.text.count("WARNING") == int(warned)
 
 
 AZURE_VERSIONS = [

@@ -7,9 +7,13 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urlsplit
 
 from .tables import money, render
+
+if TYPE_CHECKING:
+    from .pricing import Pricer
 
 
 def _count(text: str) -> int:
@@ -64,10 +68,32 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     return run_report(args, out, err)
 
 
+def _url_problem(url: str) -> str | None:
+    """What makes `url` unusable as a base URL (a port out of range, an unclosed IPv6 bracket), or None."""
+    try:
+        urlsplit(url).port  # noqa: B018 - raises what is wrong with the URL
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _span_provider(pricer: Pricer, base_url: str) -> str | None:
+    """The gen_ai.provider.name a call to `base_url` gets (the prices file's `provider` included), or
+    None without a base URL."""
+    from .providers import endpoint_for
+
+    return endpoint_for(base_url, pricer.provider_name(base_url)).provider if base_url else None
+
+
 def price(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Print the cost of one usage for each model; exit 1 when a model has no price."""
+    """Print the cost of one usage for each model; exit 1 when a model has no price. The provider shown
+    is the one a call to --base-url records, else the one genai-prices finds for the model's name."""
     from .pricing import Pricer, PricesFileError, Usage, load
 
+    problem = _url_problem(args.base_url)
+    if problem:
+        print(f"otel-tokencost price: --base-url {args.base_url}: {problem}", file=err)
+        return 2
     if args.cached + args.input_audio > args.input:
         print("otel-tokencost price: --cached and --input-audio cannot exceed --input", file=err)
         return 2
@@ -86,13 +112,14 @@ def price(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         input_audio_tokens=args.input_audio,
         output_audio_tokens=args.output_audio,
     )
+    span_provider = _span_provider(pricer, args.base_url)
     results = []
     for model in args.models:
         cost = pricer.price(args.base_url, model, None, usage, time.time_ns())
         results.append(
             {
                 "model": model,
-                "provider": cost.provider if cost else None,
+                "provider": span_provider or (cost.provider if cost else None),
                 "currency": "USD",
                 "cost": float(cost.usd) if cost else None,
                 "source": cost.source if cost else None,

@@ -259,6 +259,7 @@ class Call:
             instruments.token_usage.record(usage.input_tokens, input_attributes, context)
             if usage.output_tokens or self.operation.generates:
                 instruments.token_usage.record(usage.output_tokens, output_attributes, context)
+        if usage is not None or outcome.reported_cost is not None:  # a stated cost needs no tokens
             cost = self._price(usage, attributes)
             if cost is not None:
                 instruments.cost.record(attributes[names.USAGE_COST_AMOUNT], metric_attributes, context)

@@ -27,6 +27,7 @@ from .version import __version__
 logger = logging.getLogger(__name__)
 BAGGAGE_KEY_ENV = "OTEL_TOKENCOST_TRACKING_BAGGAGE_KEY"
 MAX_TRACKING_IDS_ENV = "OTEL_TOKENCOST_MAX_TRACKING_IDS"
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 OTHER_TRACKING_ID = "_other"
 
 
@@ -64,7 +65,7 @@ class Telemetry:
     ) -> Telemetry:
         tracer = trace.get_tracer(names.SCOPE, __version__, tracer_provider)
         meter = get_meter(names.SCOPE, __version__, meter_provider)
-        capture = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").lower() == "true"
+        capture = _true_or_false_from_environment(CAPTURE_CONTENT_ENV, False)
         return cls(
             tracer,
             meter,
@@ -161,6 +162,18 @@ def _positive_int_from_environment(name: str, default: int) -> int:
     if value.isdigit() and int(value) > 0:
         return int(value)
     logger.warning("otel_tokencost: %s=%r is not a positive whole number; using %d", name, value, default)
+    return default
+
+
+def _true_or_false_from_environment(name: str, default: bool) -> bool:
+    """`true` or `false` in any case and spacing; anything else is reported, and the default kept."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("true", "false"):
+        return value == "true"
+    if value:
+        logger.warning(
+            "otel_tokencost: %s=%r is not true or false; using %s", name, value, str(default).lower()
+        )
     return default
 
 

@@ -125,6 +125,7 @@ def _halved(rate: Rate) -> Rate:
         requests_kcount=_half(rate.requests_kcount),
         input_audio_mtok=_half(rate.input_audio_mtok),
         output_audio_mtok=_half(rate.output_audio_mtok),
+        output_reasoning_mtok=_half(rate.output_reasoning_mtok),
     )
 
 
@@ -160,6 +161,11 @@ def _standard_rate_at(model_info: Any) -> Callable[[int], Rate]:
 
 
 def _to_rate(model_price: Any) -> Rate:
+    """A genai-prices ModelPrice as a Rate: its prices for the token kinds a chat usage tells apart
+    (input, cached and cache-write input, output, reasoning, audio in and out) and its fee per request.
+    Its other prices are for counts no chat usage gives (image, video and citation tokens, cache writes
+    by TTL, searches, audio hours, characters, pages): without those counts genai-prices, too, bills such
+    tokens at the text rates and the rest not at all."""
     return Rate(
         input_mtok=_per_million(getattr(model_price, "input_mtok", None)),
         output_mtok=_per_million(getattr(model_price, "output_mtok", None)),
@@ -168,6 +174,7 @@ def _to_rate(model_price: Any) -> Rate:
         requests_kcount=getattr(model_price, "requests_kcount", None),
         input_audio_mtok=_per_million(getattr(model_price, "input_audio_mtok", None)),
         output_audio_mtok=_per_million(getattr(model_price, "output_audio_mtok", None)),
+        output_reasoning_mtok=_per_million(getattr(model_price, "output_reasoning_mtok", None)),
     )
 
 

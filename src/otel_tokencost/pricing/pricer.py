@@ -6,11 +6,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 from . import genai
 from .genai import RateAt
-from .prices_file import FileProvider
+from .prices_file import FileProvider, address
 from .rates import Usage, as_float, exact
 
 PROVIDER = "provider"
@@ -94,7 +93,7 @@ class Pricer:
     """Resolves each (base URL, model) once and caches it, so pricing a call is a dictionary hit."""
 
     def __init__(self, file_providers: Sequence[FileProvider] = ()) -> None:
-        self._file_providers = sorted(file_providers, key=lambda entry: len(entry.match), reverse=True)
+        self._file_providers = sorted(file_providers, key=lambda entry: entry.specificity, reverse=True)
         self._quotes: dict[tuple[str, str | None, str | None], _Quote | None] = {}
         self._url_providers: dict[str, tuple[FileProvider | None, str | None]] = {}
         self._lock = threading.Lock()
@@ -158,20 +157,26 @@ class Pricer:
         return entry.provider if entry is not None else None
 
     def _providers_for(self, base_url: str) -> tuple[FileProvider | None, str | None]:
-        """The longest matching prices-file entry and the genai-prices provider for a base URL."""
+        """The narrowest matching prices-file entry and the genai-prices provider for a base URL,
+        worked out once per base URL."""
         found = self._url_providers.get(base_url)
         if found is None:
-            parts = urlsplit(base_url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            host = parts.hostname or ""
-            url = base_url.rstrip("/")
-            entry = next((item for item in self._file_providers if item.matches(host, port, url)), None)
-            found = (entry, genai.provider_for_url(base_url))
+            found = (self._entry_for(base_url), genai.provider_for_url(base_url))
             with self._lock:
                 if len(self._url_providers) >= MAX_CACHED:
                     self._url_providers.clear()  # endless base URLs (a path per tenant, say): start over
                 self._url_providers[base_url] = found
         return found
+
+    def _entry_for(self, base_url: str) -> FileProvider | None:
+        """The narrowest prices-file entry matching `base_url`; none for a malformed URL."""
+        if not self._file_providers:
+            return None
+        try:
+            base = address(base_url)
+        except ValueError:
+            return None  # a port out of range, an unclosed IPv6 bracket: no entry can name it
+        return next((entry for entry in self._file_providers if entry.matches(base)), None)
 
 
 def _genai_quote(provider_id: str | None, models: list[str], source: str) -> _Quote | None:

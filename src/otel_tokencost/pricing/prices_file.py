@@ -7,7 +7,8 @@ import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from . import genai
 from .rates import PerMillion, Rate, Tier, TieredRate
@@ -19,8 +20,11 @@ RATE_FIELDS = (
     "cache_write_mtok",
     "input_audio_mtok",
     "output_audio_mtok",
+    "output_reasoning_mtok",
 )
 PROVIDER_FIELDS = {"match", "currency", "usd_per_unit", "models", "prices_from", "provider"}
+DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_PORT = 65535
 
 
 class PricesFileError(ValueError):
@@ -32,6 +36,33 @@ class PricesFileError(ValueError):
         super().__init__(f"{path}: " + "; ".join(problems))
 
 
+class Address(NamedTuple):
+    """What a `match` compares in a base URL: scheme and host lower case, the port (the scheme's default
+    when the URL names none) and the path without its trailing slash (case-sensitive)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+
+class HostMatch(NamedTuple):
+    """A `match` naming a host, and a port or None for any."""
+
+    host: str
+    port: int | None
+
+
+def address(url: str) -> Address:
+    """The Address of a base URL; raises ValueError when it is malformed (a port out of range, an
+    unclosed IPv6 bracket)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme  # urlsplit gives scheme and hostname lower case
+    return Address(
+        scheme, parts.hostname or "", parts.port or DEFAULT_PORTS.get(scheme, 80), parts.path.rstrip("/")
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class FileProvider:
     """One `[[providers]]` entry."""
@@ -41,29 +72,70 @@ class FileProvider:
     prices_from: str | None = None
     usd_per_unit: Decimal = Decimal(1)
     provider: str | None = None  # the gen_ai.provider.name of this host (a self-hosted vLLM, say)
+    _target: Address | HostMatch = field(init=False, repr=False, compare=False)
 
-    def matches(self, host: str, port: int, base_url: str) -> bool:
-        """Whether this entry applies to a client whose base URL is `base_url`."""
-        match = self.match
-        if "://" in match:
-            prefix = match.rstrip("/")
-            return base_url == prefix or base_url.startswith(prefix + "/")
-        named = _host_and_port(match)
-        return named is not None and named[0] == host and named[1] in (None, port)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_target", parse_match(self.match))
+
+    def matches(self, base: Address) -> bool:
+        """Whether this entry applies to a client whose base URL has the Address `base`."""
+        target = self._target
+        if target.__class__ is HostMatch:
+            return target.host == base.host and target.port in (None, base.port)
+        path = target.path
+        return base[:3] == target[:3] and (base.path == path or base.path.startswith(path + "/"))
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        """How narrowly the entry matches: a URL prefix (the longer its path, the narrower), then
+        host:port, then a host. Of the entries that match a URL, the narrowest wins."""
+        target = self._target
+        if target.__class__ is HostMatch:
+            return (0 if target.port is None else 1, 0)
+        return 2, len(target.path)
 
 
-def _host_and_port(match: str) -> tuple[str, int | None] | None:
-    """A `match` that is not a URL prefix, as (host, port or None): `host`, `host:port`, an IPv6 address
-    (`::1`, `[::1]`, `[::1]:8000`); the host lower case, as a URL's hostname is. None when malformed."""
+def parse_match(match: str) -> Address | HostMatch:
+    """A `match`: a URL prefix, `host`, `host:port` or an IPv6 address (`::1`, `[::1]`, `[::1]:8000`),
+    the scheme and host lower case, as a URL's are. Raises ValueError saying what is wrong."""
+    if "://" in match:
+        return _prefix(match)
+    if "/" in match:
+        raise ValueError("a URL prefix starts with http:// or https://")
     if match.startswith("["):
         host, bracket, rest = match[1:].partition("]")
-        if not bracket or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
-            return None
-        return host.lower(), int(rest[1:]) if rest else None
+        if not bracket or not host or (rest and rest[0] != ":"):
+            raise ValueError("an IPv6 address is written [address] or [address]:port")
+        return HostMatch(host.lower(), _port(rest[1:]) if rest else None)
     if match.count(":") == 1:
         host, _, port = match.partition(":")
-        return (host.lower(), int(port)) if host and port.isdigit() else None
-    return match.lower(), None
+        if not host:
+            raise ValueError("no host before the port")
+        return HostMatch(host.lower(), _port(port))
+    return HostMatch(match.lower(), None)
+
+
+def _prefix(match: str) -> Address:
+    """A URL-prefix `match` as an Address. Raises ValueError saying what is wrong (urlsplit's own
+    errors among them: "Port out of range 0-65535", "Invalid IPv6 URL")."""
+    parts = urlsplit(match)
+    if parts.scheme not in DEFAULT_PORTS:
+        raise ValueError("a URL prefix starts with http:// or https://")
+    if parts.query or parts.fragment:
+        raise ValueError("a URL prefix has no query or fragment")
+    if parts.port == 0:
+        raise ValueError(f"a port is a number from 1 to {MAX_PORT}")
+    found = address(match)
+    if not found.host:
+        raise ValueError("a URL prefix names a host")
+    return found
+
+
+def _port(text: str) -> int:
+    """A port number from 1 to 65535; raises ValueError otherwise."""
+    if not (text.isascii() and text.isdigit() and 0 < int(text) <= MAX_PORT):
+        raise ValueError(f"a port is a number from 1 to {MAX_PORT}")
+    return int(text)
 
 
 def load(path: str | Path) -> list[FileProvider]:
@@ -108,14 +180,16 @@ def _provider(entry: Any, where: str, problems: list[str]) -> FileProvider | Non
     match = entry.get("match")
     if not isinstance(match, str) or not match.strip():
         problems.append(f"{where}.match: expected a host, host:port or URL prefix")
-    elif "://" not in match and _host_and_port(match.strip()) is None:
-        problems.append(f"{where}.match: expected a host, host:port or URL prefix, got {match!r}")
+    else:
+        _check_match(match.strip(), f"{where}.match", problems)
     currency = entry.get("currency", "USD")
     usd_per_unit = _decimal(entry.get("usd_per_unit", 1), f"{where}.usd_per_unit", problems)
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
         problems.append(f"{where}.currency: expected an ISO 4217 code such as USD")
     elif currency.upper() != "USD" and "usd_per_unit" not in entry:
         problems.append(f"{where}.usd_per_unit: required when currency is {currency}")
+    elif currency.upper() == "USD" and usd_per_unit != 1:
+        problems.append(f"{where}.usd_per_unit: must be 1 (or left out) when currency is USD")
     prices_from = entry.get("prices_from")
     if prices_from is not None and not (isinstance(prices_from, str) and genai.known_provider(prices_from)):
         problems.append(f"{where}.prices_from: expected a genai-prices provider id, got {prices_from!r}")
@@ -134,6 +208,13 @@ def _provider(entry: Any, where: str, problems: list[str]) -> FileProvider | Non
         usd_per_unit=usd_per_unit,
         provider=provider,
     )
+
+
+def _check_match(match: str, where: str, problems: list[str]) -> None:
+    try:
+        parse_match(match)
+    except ValueError as error:
+        problems.append(f"{where}: expected a host, host:port or URL prefix, got {match!r} ({error})")
 
 
 def _models(models: Any, where: str, currency: str, problems: list[str]) -> dict[str, Rate]:

@@ -52,7 +52,8 @@ Units = int | tuple[int, tuple[tuple[int, int], ...]] | None  # a rate in intege
 @dataclass(frozen=True, slots=True)
 class Rate:
     """The prices of one model, per million tokens in `currency` (plus an optional per-request fee).
-    Audio tokens have rates of their own for audio models; without them they are billed as text.
+    Audio and reasoning tokens have rates of their own where the model has them; without them they are
+    billed as text input and output.
 
     The arithmetic is done on integers: each price is kept as a whole number of 10**-scale units per
     million tokens, so a call's cost is an exact whole number of 10**`exponent` units, and no Decimal
@@ -67,6 +68,7 @@ class Rate:
     currency: str = "USD"
     input_audio_mtok: PerMillion = None
     output_audio_mtok: PerMillion = None
+    output_reasoning_mtok: PerMillion = None
     _units: tuple[Units, ...] = field(init=False, repr=False, compare=False)
     exponent: int = field(init=False, repr=False, compare=False)  # of one unit of a whole call's cost
     _request_units: int = field(init=False, repr=False, compare=False)  # the per-request fee, in units
@@ -80,6 +82,7 @@ class Rate:
             self.cache_write_mtok,
             self.input_audio_mtok,
             self.output_audio_mtok,
+            self.output_reasoning_mtok,
         )
         scale = max((_decimals(price) for rate in rates for price in _prices(rate)), default=0)
         if self.requests_kcount is not None:  # a fee per 1,000 requests, in the same units
@@ -92,13 +95,21 @@ class Rate:
         set_field(self, "_tiered", any(rate.__class__ is TieredRate for rate in rates))
 
     def units(self, usage: Usage) -> int:
-        """The cost of `usage` in units of 10**`exponent`: cache reads and writes, and audio, at their
-        own rates when known, else as text input and output."""
-        input_tokens, output_tokens, cache_read, cache_write, _, input_audio, output_audio = usage
+        """The cost of `usage` in units of 10**`exponent`: cache reads and writes, audio and reasoning at
+        their own rates when known, else as text input and output (as genai-prices' calc_price does)."""
+        input_tokens, output_tokens, cache_read, cache_write, reasoning, input_audio, output_audio = usage
         units = self._units
         if self._tiered:  # the rates in force for this call's input size
             units = tuple(_units_at(rate, input_tokens) for rate in units)
-        input_rate, output_rate, cache_read_rate, cache_write_rate, audio_in_rate, audio_out_rate = units
+        (
+            input_rate,
+            output_rate,
+            cache_read_rate,
+            cache_write_rate,
+            audio_in_rate,
+            audio_out_rate,
+            reasoning_rate,
+        ) = units
         text_input, text_output = input_tokens, output_tokens
         total = 0
         if cache_read_rate is not None and cache_read:
@@ -113,6 +124,10 @@ class Rate:
         if audio_out_rate is not None and output_audio:
             total += audio_out_rate * output_audio
             text_output -= output_audio
+        if reasoning_rate is not None and reasoning:
+            reasoning = min(reasoning, text_output)  # never more than the output left to bill
+            total += reasoning_rate * reasoning
+            text_output -= reasoning
         if input_rate is not None:
             total += input_rate * text_input
         if output_rate is not None:
