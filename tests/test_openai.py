@@ -996,6 +996,23 @@ def test_beta_responses(instrumented, client) -> None:
         assert_priced(span, "gpt-4.1", 700, 90)
 
 
+@contextlib.contextmanager
+def priced_on_the_local_server(telemetry, server, tmp_path, model: str, rates: str) -> Iterator[None]:
+    """Instrumented with a prices file that gives `model` on the local server its `rates` (TOML)."""
+    prices = tmp_path / "prices.toml"
+    match = f'[[providers]]\nmatch = "127.0.0.1:{server.port}"\n'
+    prices.write_text(f'{match}[providers.models."{model}"]\n{rates}')
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider, prices=str(prices)
+    )
+    try:
+        yield
+    finally:
+        instrumentor.uninstrument()
+
+
+LUNA_RATES = "input_mtok = 0.5\noutput_mtok = 4\ncache_read_mtok = 0.05\n"
 HAS_DECISIONS = hasattr(openai.OpenAI(api_key="x", base_url="http://127.0.0.1:1"), "decisions")
 
 
@@ -1003,19 +1020,11 @@ HAS_DECISIONS = hasattr(openai.OpenAI(api_key="x", base_url="http://127.0.0.1:1"
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 async def test_decisions(telemetry, server, tmp_path, is_async) -> None:
     """`decisions.create` is a model call billed by its tokens, reported in the Responses usage shape."""
-    prices = tmp_path / "prices.toml"
-    prices.write_text(
-        f'[[providers]]\nmatch = "127.0.0.1:{server.port}"\n'
-        '[providers.models."gpt-6-luna"]\ninput_mtok = 0.5\noutput_mtok = 4\ncache_read_mtok = 0.05\n'
-    )
-    OpenAIInstrumentor().instrument(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider, prices=str(prices)
-    )
     usage = {"input_tokens": 1200, "input_tokens_details": {"cached_tokens": 1000, "cache_write_tokens": 0}}
     usage |= {"output_tokens": 40, "output_tokens_details": {"reasoning_tokens": 30}, "total_tokens": 1240}
     question = {"type": "predicate", "name": "spam", "question": "Is this spam?"}
     sdk = (openai.AsyncOpenAI if is_async else openai.OpenAI)(base_url=server.base_url, api_key=API_KEY)
-    try:
+    with priced_on_the_local_server(telemetry, server, tmp_path, "gpt-6-luna", LUNA_RATES):
         decided = sdk.decisions.create(
             model="gpt-6-luna",
             input="Buy cheap pills now",
@@ -1023,8 +1032,6 @@ async def test_decisions(telemetry, server, tmp_path, is_async) -> None:
             extra_headers={"x-mock-usage": json.dumps(usage)},
         )
         decision = await decided if is_async else decided
-    finally:
-        OpenAIInstrumentor().uninstrument()
     assert decision.answers[0].type == "predicate" and decision.usage.total_tokens == 1240
     span = telemetry.span()
     assert (span.name, span.attributes[names.OPERATION_NAME]) == ("chat gpt-6-luna", "chat")
@@ -1695,25 +1702,12 @@ def test_suppressed_instrumentation_makes_no_span(instrumented, client, plain_ke
 
 
 def test_prices_file_prices_a_reseller(telemetry, server, tmp_path) -> None:
-    prices = tmp_path / "prices.toml"
-    prices.write_text(
-        f'[[providers]]\nmatch = "127.0.0.1:{server.port}"\n'
-        '[providers.models."deepseek-v3.2"]\ninput_mtok = 0.28\noutput_mtok = 0.42\ncache_read_mtok = 0.028\n'
-    )
-    from otel_tokencost import OpenAIInstrumentor
-
-    OpenAIInstrumentor().instrument(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider, prices=str(prices)
-    )
-    try:
-        with openai.OpenAI(base_url=server.base_url, api_key=API_KEY) as reseller:
-            reseller.chat.completions.create(
-                model="deepseek-v3.2",
-                messages=MESSAGES,
-                extra_headers=usage_header(10_000, 2_000, cached=6_000),
-            )
-    finally:
-        OpenAIInstrumentor().uninstrument()
+    rates = "input_mtok = 0.28\noutput_mtok = 0.42\ncache_read_mtok = 0.028\n"
+    reseller = openai.OpenAI(base_url=server.base_url, api_key=API_KEY)
+    with priced_on_the_local_server(telemetry, server, tmp_path, "deepseek-v3.2", rates), reseller:
+        reseller.chat.completions.create(
+            model="deepseek-v3.2", messages=MESSAGES, extra_headers=usage_header(10_000, 2_000, cached=6_000)
+        )
     expected = (Decimal("0.28") * 4_000 + Decimal("0.028") * 6_000 + Decimal("0.42") * 2_000) / 1_000_000
     span = telemetry.span()
     assert span.attributes[names.USAGE_COST_AMOUNT] == float(expected)

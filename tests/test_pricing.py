@@ -336,26 +336,24 @@ def test_prices_file_models_win_over_genai_prices(tmp_path) -> None:
     assert cost.usd == Decimal("0.10") * Decimal("0.4") + Decimal("0.01") * Decimal("0.6") + Decimal("0.042")
 
 
-def test_prices_file_audio_rates(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("usage", "micro_usd"),
+    [
+        (  # text in, audio in, text out, audio out
+            Usage(input_tokens=1000, output_tokens=500, input_audio_tokens=400, output_audio_tokens=300),
+            600 * 1 + 400 * 10 + 200 * 2 + 300 * 20,
+        ),
+        (  # text in, text out, audio out, reasoning
+            Usage(input_tokens=1000, output_tokens=500, reasoning_tokens=300, output_audio_tokens=100),
+            1000 * 1 + 100 * 2 + 100 * 20 + 300 * 5,
+        ),
+    ],
+    ids=["audio", "reasoning"],
+)
+def test_prices_file_audio_and_reasoning_rates(tmp_path, usage: Usage, micro_usd: int) -> None:
     pricer = Pricer(load(write(tmp_path, "prices.toml", PRICES_TOML)))
-    usage = Usage(input_tokens=1000, output_tokens=500, input_audio_tokens=400, output_audio_tokens=300)
     cost = pricer.price("https://voice-gateway.internal/v1", "voice-1", None, usage, NOW_NS)
-    text_in, audio_in, text_out, audio_out = 600 * 1, 400 * 10, 200 * 2, 300 * 20
-    assert (cost.source, cost.usd) == (
-        PRICES_FILE,
-        Decimal(text_in + audio_in + text_out + audio_out) / 10**6,
-    )
-
-
-def test_prices_file_reasoning_rate(tmp_path) -> None:
-    pricer = Pricer(load(write(tmp_path, "prices.toml", PRICES_TOML)))
-    usage = Usage(input_tokens=1000, output_tokens=500, reasoning_tokens=300, output_audio_tokens=100)
-    cost = pricer.price("https://voice-gateway.internal/v1", "voice-1", None, usage, NOW_NS)
-    text_in, text_out, audio_out, reasoning = 1000 * 1, 100 * 2, 100 * 20, 300 * 5
-    assert (cost.source, cost.usd) == (
-        PRICES_FILE,
-        Decimal(text_in + text_out + audio_out + reasoning) / 10**6,
-    )
+    assert (cost.source, cost.usd) == (PRICES_FILE, Decimal(micro_usd) / 10**6)
 
 
 def test_prices_file_fee_per_request_in_another_currency(tmp_path) -> None:
