@@ -86,6 +86,57 @@ def test_decorator_on_a_sync_function(instrumented, client) -> None:
     assert instrumented.spans()[0].attributes["app.feature"] == "reports"
 
 
+async def test_decorator_on_static_class_and_async_methods(instrumented, client, async_client) -> None:
+    """Written above `@staticmethod` or `@classmethod`, the decorator tracks the method it holds."""
+
+    class Jobs:
+        @track(tracking_id="static-async")
+        @staticmethod
+        async def summarize() -> None:
+            await async_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+        @track(tracking_id="class-sync")
+        @classmethod
+        def report(cls) -> None:
+            chat(client)
+
+    await Jobs.summarize()
+    Jobs.report()
+    Jobs().report()
+    assert tracking_ids(instrumented) == ["static-async", "class-sync", "class-sync"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"tracking_id": 123}, TypeError, "tracking_id must be a string or None, not int"),
+        ({"attributes": {"gen_ai.request.model": "fake"}}, ValueError, "set by the instrumentation itself"),
+        ({"attributes": {"tokencost.tracking_id": "x"}}, ValueError, "set by the instrumentation itself"),
+        ({"attributes": {"error.type": "nope"}}, ValueError, "set by the instrumentation itself"),
+        ({"attributes": {1: "x"}}, TypeError, "attribute names must be non-empty strings"),
+        ({"attributes": {"app.owner": object()}}, TypeError, "'app.owner' must be a string, bool, int"),
+        ({"attributes": {"app.tags": []}}, TypeError, "'app.tags' must be"),
+        ({"attributes": {"app.tags": ["a", 1]}}, TypeError, "'app.tags' must be"),
+        ({"attributes": {"app.owner": {"team": "a"}}}, TypeError, "'app.owner' must be"),
+    ],
+)
+def test_track_refuses_what_spans_and_metrics_cannot_take(kwargs, error, message) -> None:
+    """At once, where the app wrote it: not as a call recorded under someone else's name, nor as the SDK's
+    warnings at every call."""
+    with pytest.raises(error, match=message):
+        track(**kwargs)
+
+
+def test_track_takes_the_attributes_spans_and_metrics_record(instrumented, client) -> None:
+    attributes = {"app.tags": ["a", "b"], "app.weight": 0.5, "app.beta": True, "gen_ai.conversation.id": "c1"}
+    with track(tracking_id="t", attributes=attributes):
+        chat(client)
+    span = instrumented.span()
+    assert {key: span.attributes[key] for key in attributes} == {**attributes, "app.tags": ("a", "b")}
+    (point,) = instrumented.points(names.METRIC_DURATION)
+    assert point.attributes["app.weight"] == 0.5 and point.attributes[names.TRACKING_ID] == "t"
+
+
 def test_a_generator_function_is_refused_as_its_body_runs_after_the_call() -> None:
     def words():
         yield "a"
@@ -277,6 +328,18 @@ def test_budget_refuses_once_the_limit_is_reached(budgeted, telemetry, client, s
             f"{server.base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": []}, timeout=5
         )
     assert server.requests_seen == before
+
+
+@pytest.mark.parametrize(
+    ("limit", "spent", "shown"),
+    [(1e-7, Decimal("0.0000018"), ("0.0000001", "0.0000018")), (100, Decimal("1E+2"), ("100", "100"))],
+)
+def test_a_refusal_states_its_amounts_in_plain_digits(limit, spent: Decimal, shown: tuple) -> None:
+    error = BudgetExceededError(Budget(limit=limit, tracking_id="t"), spent)
+    budget, spend = shown
+    assert str(error) == (
+        f"lifetime budget of {budget} USD for tracking id 't' exceeded: spent {spend} USD of {budget} USD"
+    )
 
 
 def test_budget_just_under_the_limit_allows_the_call(budgeted, telemetry, client) -> None:

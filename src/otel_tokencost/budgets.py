@@ -46,7 +46,7 @@ class Budget:
 
     def describe(self) -> str:
         scope = f" for tracking id {self.tracking_id!r}" if self.tracking_id else ""
-        return f"{self.period or 'lifetime'} budget of {self.limit} USD{scope}"
+        return f"{self.period or 'lifetime'} budget of {usd(Decimal(str(self.limit)))} USD{scope}"
 
 
 class BudgetExceededError(RuntimeError):
@@ -56,7 +56,12 @@ class BudgetExceededError(RuntimeError):
         self.budget = budget
         self.spent = spent
         self.limit = Decimal(str(budget.limit))
-        super().__init__(f"{budget.describe()} exceeded: spent {spent} USD of {self.limit} USD")
+        super().__init__(f"{budget.describe()} exceeded: spent {usd(spent)} USD of {usd(self.limit)} USD")
+
+
+def usd(amount: Decimal) -> str:
+    """An amount as plain digits (`0.0000001`, `100`), never in exponent notation."""
+    return format(amount.normalize(), "f")
 
 
 def _period_key(period: str | None, now: float) -> int:

@@ -20,6 +20,8 @@ from opentelemetry import baggage
 from opentelemetry import context as context_api
 from opentelemetry.context import Context
 
+from . import names
+
 F = TypeVar("F", bound=Callable[..., Any])
 _TRACKING = context_api.create_key("otel_tokencost.tracking")
 logger = logging.getLogger(__name__)
@@ -79,6 +81,36 @@ def _attributes_key(attributes: Mapping[str, Any]) -> tuple | None:
     return key
 
 
+# The attributes the instrumentation sets itself: a block's own attributes must not replace them. (Not
+# the conversation id, which the app may know for a chat: it is the request's own only in Responses.)
+RESERVED = frozenset(
+    value
+    for name, value in vars(names).items()
+    if name.isupper() and not name.startswith("METRIC_") and isinstance(value, str) and "." in value
+) - {names.CONVERSATION_ID}
+_SCALARS = (str, bool, int, float)
+
+
+def _check_attribute(key: Any, value: Any) -> None:
+    """Refuse an attribute that is not the app's own or that OpenTelemetry cannot record."""
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"track(): attribute names must be non-empty strings, not {key!r}")
+    if key in RESERVED:
+        raise ValueError(
+            f"track(): {key!r} is set by the instrumentation itself; give the attribute a name of your own"
+        )
+    if isinstance(value, _SCALARS):
+        return
+    if isinstance(value, list | tuple) and value:
+        kind = type(value[0])
+        if kind in _SCALARS and all(type(item) is kind for item in value):
+            return
+    raise TypeError(
+        f"track(): attribute {key!r} must be a string, bool, int or float, or a non-empty list of one of them"
+        f" (all the same type), not {value!r}"
+    )
+
+
 def current(baggage_key: str | None = None, context: Context | None = None) -> Tracking | None:
     """The tracking in `context` (the current one by default). With `baggage_key`, the id in the
     caller's W3C baggage too: the tracking id where no block names one, and the outermost of the ids
@@ -104,8 +136,14 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
     """
 
     def __init__(self, tracking_id: str | None = None, attributes: Mapping[str, Any] | None = None) -> None:
+        if tracking_id is not None and not isinstance(tracking_id, str):
+            raise TypeError(
+                f"track(): tracking_id must be a string or None, not {type(tracking_id).__name__}"
+            )
         self.tracking_id = tracking_id
         self.attributes = dict(attributes or {})
+        for key, value in self.attributes.items():
+            _check_attribute(key, value)
         # Each open block's context token, by its Tracking: one `track` may be entered by several tasks
         # or threads at once, and each leaves its own block.
         self._tokens: dict[int, object] = {}
@@ -131,6 +169,8 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
         context_api.detach(token)
 
     def __call__(self, function: F) -> F:
+        if isinstance(function, staticmethod | classmethod):  # decorated above the method's own decorator
+            return type(function)(self(function.__func__))  # type: ignore[return-value]
         if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
             # Its body runs after the call returns, step by step, in its consumer's context: a block
             # around the call would be over before the first step.
@@ -142,14 +182,14 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
 
             @functools.wraps(function)
             async def tracked_async(*args: Any, **kwargs: Any) -> Any:
-                with track(self.tracking_id, self.attributes):
+                with self:  # a fresh block per call (each entry is its own)
                     return await function(*args, **kwargs)
 
             return tracked_async  # type: ignore[return-value]
 
         @functools.wraps(function)
         def tracked(*args: Any, **kwargs: Any) -> Any:
-            with track(self.tracking_id, self.attributes):
+            with self:
                 return function(*args, **kwargs)
 
         return tracked  # type: ignore[return-value]
