@@ -14,13 +14,15 @@ from decimal import Decimal
 import openai
 import pydantic
 import pytest
+import requests
 import wrapt
 from opentelemetry import context
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_tokencost import OpenAIInstrumentor, names
+import otel_tokencost
+from otel_tokencost import OpenAIInstrumentor, RequestsInstrumentor, names
 
 from conftest import API_KEY, genai_cost
 
@@ -2073,7 +2075,70 @@ def test_instrument_caps_an_existing_instrumentation_with_its_budgets(instrument
     finally:
         otel_tokencost.uninstrument()
     assert instrumented.span().attributes[names.ERROR_TYPE] == "BudgetExceededError"  # where it went before
-    assert "openai already instrumented (by opentelemetry-instrument, say)" in caplog.text
+    assert (
+        "openai already instrumented (by opentelemetry-instrument or an earlier instrument())" in caplog.text
+    )
+
+
+@pytest.fixture
+def instrument_again():
+    """`otel_tokencost.instrument`, with everything it instrumented taken off afterwards."""
+    import otel_tokencost
+
+    yield otel_tokencost.instrument
+    otel_tokencost.uninstrument()
+    RequestsInstrumentor().uninstrument()
+
+
+def test_instrument_called_again_applies_the_budgets_it_is_given(telemetry, client, instrument_again) -> None:
+    """Another library (or an earlier line) called instrument() first: the app's budgets still apply,
+    and given again they keep what they counted."""
+    instrument_again(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    limit = otel_tokencost.Budget(limit=float(genai_cost("gpt-4o-mini", 1000, 100)))
+    instrument_again(budgets=[limit])
+    client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(1000, 100)
+    )
+    instrument_again(budgets=[limit])
+    with pytest.raises(otel_tokencost.BudgetExceededError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+
+def test_instrument_shares_one_ledger_with_an_existing_instrumentation(
+    instrumented, client, server, instrument_again
+) -> None:
+    """`requests`, instrumented now beside an openai instrumentation already in place, is capped by the
+    same ledger: what openai spent counts for its calls too."""
+    limit = otel_tokencost.Budget(limit=float(genai_cost("gpt-4o-mini", 1000, 100)))
+    instrument_again(budgets=[limit])
+    client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(1000, 100)
+    )
+    with pytest.raises(otel_tokencost.BudgetExceededError):
+        requests.post(
+            f"{server.base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES}
+        )
+
+
+def test_instrument_instruments_again_what_was_uninstrumented(telemetry, client, instrument_again) -> None:
+    instrument_again(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    OpenAIInstrumentor().uninstrument()
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert telemetry.spans() == ()
+    instrument_again()
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert len(telemetry.spans()) == 1
+
+
+def test_instrument_leaves_alone_what_the_environment_switches_off(
+    telemetry, client, server, instrument_again, monkeypatch
+) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "tokencost_requests, other")
+    instrument_again(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    requests.post(f"{server.base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES})
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert [span.attributes[names.OPERATION_NAME] for span in telemetry.spans()] == ["chat"]
+    assert not RequestsInstrumentor().is_instrumented_by_opentelemetry
 
 
 def test_instrument_leaves_an_existing_instrumentation_to_its_owner(instrumented, client) -> None:

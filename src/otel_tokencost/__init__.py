@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,13 +33,13 @@ __all__ = [
     "uninstrument",
 ]
 
-_INSTRUMENTORS = {
-    "OpenAIInstrumentor": ("otel_tokencost.instrumentation.openai", "openai"),
-    "RequestsInstrumentor": ("otel_tokencost.instrumentation.requests", "requests"),
+_INSTRUMENTORS = {  # class: its module, the library it instruments, its entry point's name
+    "OpenAIInstrumentor": ("otel_tokencost.instrumentation.openai", "openai", "tokencost_openai"),
+    "RequestsInstrumentor": ("otel_tokencost.instrumentation.requests", "requests", "tokencost_requests"),
 }
+DISABLED_ENV = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
 _lock = threading.Lock()
 _active: list[Any] = []  # the instrumentors `instrument()` applied, for `uninstrument()`
-_instrumented = False
 logger = logging.getLogger(__name__)
 
 
@@ -55,45 +56,54 @@ def instrument(
     prices: str | None = None,
     budgets: Sequence[Budget] = (),
 ) -> None:
-    """Instrument every supported client library that is importable; calling it again changes nothing.
+    """Instrument every supported client library that is importable and not switched off (by
+    OTEL_PYTHON_DISABLED_INSTRUMENTATIONS); calling it again instruments nothing twice.
 
-    A library already instrumented (by `opentelemetry-instrument`, say) stays its owner's: `prices` and
-    `budgets` apply to its calls from then on, while its spans and metrics go on to the providers it
-    was given.
+    A library already instrumented (by `opentelemetry-instrument`, or an earlier `instrument()`) stays
+    as it is: `prices` and `budgets` apply to its calls from then on, while its spans and metrics go on to
+    the providers it was given. A library instrumented now shares its engine: one ledger per budget.
     """
     from .telemetry import Telemetry
 
-    global _instrumented
     with _lock:
-        if _instrumented:
-            return
-        _instrumented = True
-        telemetry, existing = None, []
-        for name, (_, library) in _INSTRUMENTORS.items():
-            if importlib.util.find_spec(library) is None:
-                continue
-            instrumentor = __getattr__(name)()
-            if instrumentor.is_instrumented_by_opentelemetry:
-                existing.append((library, instrumentor.telemetry))
+        instrumentors = {_INSTRUMENTORS[name][1]: __getattr__(name)() for name in _enabled_instrumentors()}
+        existing = {
+            library: owner
+            for library, owner in instrumentors.items()
+            if owner.is_instrumented_by_opentelemetry
+        }
+        engines = list({id(owner.telemetry): owner.telemetry for owner in existing.values()}.values())
+        for engine in engines:
+            engine.configure(prices, budgets)
+        telemetry = engines[0] if engines else None
+        for library, instrumentor in instrumentors.items():
+            if library in existing:
                 continue
             if telemetry is None:
                 telemetry = Telemetry.from_config(tracer_provider, meter_provider, prices, budgets)
             instrumentor.instrument(telemetry=telemetry, skip_dep_check=True)
             _active.append(instrumentor)
-        for owned in {id(owned): owned for _, owned in existing}.values():
-            owned.configure(prices, budgets)
         if existing and (tracer_provider is not None or meter_provider is not None):
             logger.warning(
-                "otel_tokencost: %s already instrumented (by opentelemetry-instrument, say): their spans "
-                "and metrics go on to the providers given there, not to instrument()'s",
-                " and ".join(library for library, _ in existing),
+                "otel_tokencost: %s already instrumented (by opentelemetry-instrument or an earlier "
+                "instrument()): their spans and metrics go on to the providers given there, not to these",
+                " and ".join(existing),
             )
+
+
+def _enabled_instrumentors() -> list[str]:
+    """The instrumentors whose library is importable and which OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
+    (entry-point names, comma-separated) does not switch off."""
+    disabled = {name.strip() for name in os.environ.get(DISABLED_ENV, "").split(",")}
+    return [
+        name
+        for name, (_, library, entry_point) in _INSTRUMENTORS.items()
+        if entry_point not in disabled and importlib.util.find_spec(library) is not None
+    ]
 
 
 def uninstrument() -> None:
     """Restore every callable `instrument()` patched."""
-    global _instrumented
     with _lock:
-        _instrumented = False
         while _active:
             _active.pop().uninstrument()

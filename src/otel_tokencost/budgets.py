@@ -97,6 +97,7 @@ class Budgets:
     """The budgets of one process: the check before a call and the spend after it."""
 
     def __init__(self, budgets: Sequence[Budget] = (), clock: Callable[[], float] = time.time) -> None:
+        self.budgets = tuple(budgets)
         self._ledgers = [_Ledger(budget) for budget in budgets]
         self._clock = clock
         self._lock = threading.Lock()

@@ -43,8 +43,10 @@ class Telemetry:
         budgets: Budgets | None = None,
         baggage_key: str | None = None,
         max_tracking_ids: int = 1000,
+        prices: str | None = None,
     ) -> None:
         self.tracer = tracer
+        self.prices = prices  # the prices file `pricer` was given, as named
         self.instruments = Instruments.create(meter)
         self.pricer = pricer
         self.capture_content = capture_content
@@ -74,6 +76,7 @@ class Telemetry:
             Budgets(budgets),
             os.environ.get(BAGGAGE_KEY_ENV) or None,
             _positive_int_from_environment(MAX_TRACKING_IDS_ENV, 1000),
+            prices,
         )
 
     @classmethod
@@ -101,10 +104,11 @@ class Telemetry:
         )
 
     def configure(self, prices: str | None, budgets: Sequence[Budget]) -> None:
-        """Price and cap the calls from now on with this prices file and these budgets, where given."""
-        if prices is not None:
-            self.pricer = Pricer(_load_prices(prices))
-        if budgets:
+        """Price and cap the calls from now on with this prices file and these budgets, where given and
+        not in force already (budgets given again keep what they have counted)."""
+        if prices is not None and prices != self.prices:
+            self.pricer, self.prices = Pricer(_load_prices(prices)), prices
+        if budgets and tuple(budgets) != self.budgets.budgets:
             self.budgets = Budgets(budgets)
             self.has_budgets = True
 
