@@ -495,3 +495,62 @@ def test_a_patch_that_fails_while_the_app_imports_its_library_never_fails_the_im
     assert tokencost_sample_library.VALUE == 42
     assert "patching tokencost_sample_library failed" in caplog.text
     assert patching.cancel() is True  # it ran: uninstrument() undoes whatever part of it took
+
+
+def held_while_forking(lock, child: Callable[[], None]) -> int:
+    """Fork while another thread holds `lock`; the child's exit code once `child` ran (1 if it raised, -9 if
+    it was still waiting after 20 s)."""
+    import os
+    import time
+
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            done.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:  # the child: the holding thread does not exist here
+        code = 1
+        try:
+            child()
+            code = 0
+        finally:
+            os._exit(code)
+    done.set()
+    holder.join()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        finished, status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return -9
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork on this platform")
+def test_a_child_forked_while_a_lock_was_held_makes_its_calls(telemetry, server) -> None:
+    """A budgeted call, in a `track()` block, in a child forked while another thread held the budgets'
+    lock (a web server's preforking worker, say): it is made and counted, not left waiting forever."""
+    from otel_tokencost import Budget, instrument, uninstrument
+    from otel_tokencost.telemetry import Telemetry
+
+    instrument(telemetry.tracer_provider, telemetry.meter_provider, budgets=[Budget(limit=10.0)])
+    engine: Telemetry = OpenAIInstrumentor().telemetry
+
+    def call_in_the_child() -> None:
+        client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+        with client, track(tracking_id="worker") as spend:
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        assert spend.calls == 1
+
+    try:
+        assert held_while_forking(engine.budgets._lock, call_in_the_child) == 0
+    finally:
+        uninstrument()

@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .budgets import Budget, BudgetExceededError
+from .locks import fork_safe_lock
 from .tracking import Spend, track
 from .version import __version__
 
@@ -38,7 +38,7 @@ _INSTRUMENTORS = {  # class: its module, the library it instruments, its entry p
     "RequestsInstrumentor": ("otel_tokencost.instrumentation.requests", "requests", "tokencost_requests"),
 }
 DISABLED_ENV = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
-_lock = threading.Lock()
+_lock = fork_safe_lock()
 _active: list[Any] = []  # the instrumentors `instrument()` applied, for `uninstrument()`
 logger = logging.getLogger(__name__)
 

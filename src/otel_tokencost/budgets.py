@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -11,6 +10,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
+
+from .locks import fork_safe_lock
 
 logger = logging.getLogger(__name__)
 PERIODS = (None, "day", "month")
@@ -100,7 +101,7 @@ class Budgets:
         self.budgets = tuple(budgets)
         self._ledgers = [_Ledger(budget) for budget in budgets]
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
 
     def __bool__(self) -> bool:
         return bool(self._ledgers)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -11,6 +10,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from . import names
+from .locks import fork_safe_lock
 from .tables import money, render
 
 HEADERS = ("calls", "errors", "input", "output", "cost (USD)", "p95 s")
@@ -71,7 +71,7 @@ class SpendReport(SpanProcessor):
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Row]] = {group: defaultdict(Row) for group in GROUPS}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
 
     def on_end(self, span: ReadableSpan) -> None:
         attributes: Any = span.attributes or {}

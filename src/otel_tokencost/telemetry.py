@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from . import names
 from .budgets import Budget, Budgets
 from .engine import IN_CALL, SUPPRESS_KEY, SUPPRESS_KEY_PLAIN, Call, report_internal_error
 from .instruments import Instruments
+from .locks import fork_safe_lock
 from .operations import Operation
 from .pricing import Pricer, PricesFileError, load
 from .providers import Endpoint, endpoint_for
@@ -156,7 +156,7 @@ class Telemetry:
 
 
 _from_environment: Telemetry | None = None  # what instrumentors given no option share
-_from_environment_lock = threading.Lock()
+_from_environment_lock = fork_safe_lock()
 
 
 def _positive_int_from_environment(name: str, default: int) -> int:

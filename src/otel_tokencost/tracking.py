@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -21,6 +20,7 @@ from opentelemetry import context as context_api
 from opentelemetry.context import Context
 
 from . import names
+from .locks import fork_safe_lock
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TRACKING = context_api.create_key("otel_tokencost.tracking")
@@ -38,7 +38,7 @@ class Spend:
         self.output_tokens = 0
         self.cost = Decimal(0)
         self.unpriced_calls = 0
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
 
     def add(self, input_tokens: int, output_tokens: int, cost: Decimal | None) -> None:
         with self._lock:

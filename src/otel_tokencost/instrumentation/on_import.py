@@ -8,12 +8,12 @@ imported is patched at once.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import wrapt
 
 from ..engine import report_internal_error
+from ..locks import fork_safe_lock
 
 WAITING, APPLIED, CANCELLED = "waiting", "applied", "cancelled"  # applied: `apply` ran, even if it failed
 
@@ -25,7 +25,7 @@ class PatchOnImport:
         self.module = module
         self._apply = apply
         self._state = WAITING
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         wrapt.register_post_import_hook(self._imported, module)
 
     def _imported(self, _module: object) -> None:

@@ -11,7 +11,6 @@ import contextlib
 import inspect
 import logging
 import os
-import threading
 import weakref
 from collections.abc import Callable, Collection, Mapping
 from types import FunctionType
@@ -23,6 +22,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from ..bodies import BodyWatch
 from ..budgets import BudgetExceededError
 from ..engine import Call, current_call, report_internal_error
+from ..locks import fork_safe_lock
 from ..operations import Operation, operation_for
 from ..package import _instruments_openai
 from ..providers import Endpoint, accepts_stream_options
@@ -110,7 +110,7 @@ class _Patch:
         self._endpoints: dict[int, tuple[Any, Endpoint]] = {}
         self._refusing: set[str] = set()  # base URLs whose provider refused `stream_options`
         self._reads_headers = False
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         from openai import AsyncStream, Stream
         from openai._constants import RAW_RESPONSE_HEADER
         from openai._legacy_response import LegacyAPIResponse

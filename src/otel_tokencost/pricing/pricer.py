@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ..locks import fork_safe_lock
 from . import genai
 from .genai import RateAt
 from .prices_file import FileProvider, address
@@ -96,7 +96,7 @@ class Pricer:
         self._file_providers = sorted(file_providers, key=lambda entry: entry.specificity, reverse=True)
         self._quotes: dict[tuple[str, str | None, str | None], _Quote | None] = {}
         self._url_providers: dict[str, tuple[FileProvider | None, str | None]] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
 
     def preload(self) -> None:
         """Load what pricing a call needs and may not have loaded yet (genai-prices' data)."""
