@@ -1,8 +1,10 @@
 """Message content, recorded only when OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true.
 
-Messages follow the GenAI conventions' JSON shape: a `role` and `parts` (text, the tool calls a model
-made and their results), and one output message per generation (choice) with its finish reason. Each
-attribute is capped so that a huge prompt cannot make telemetry huge.
+Messages follow the GenAI conventions' JSON shape: a `role` and `parts` (text, refusals as text, the
+model's reasoning, the tool calls it made and their results), and one output message per generation
+(choice) with its finish reason. Images and audio are left out, and so are the Responses API's items
+that are neither messages, reasoning nor the app's own tool calls (built-in tools, item references).
+Each attribute is capped so that a huge prompt cannot make telemetry huge.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ MAX_NESTING = 64  # tool arguments and results nested deeper are recorded as JSO
 SCALARS = (str, int, float, bool, list)  # not a message
 JSON_LEAVES = (str, int, float, bool, type(None))
 INPUT_ROLES = ("user", "system", "developer")
+CALL_ITEMS = ("function_call", "custom_tool_call")  # Responses items: a call of the app's tools
+OUTPUT_ITEMS = ("function_call_output", "custom_tool_call_output")  # and the app's answer to it
 
 
 def _dumps(value: Any) -> str:
@@ -117,13 +121,17 @@ def _cut(value: Any, keep: int) -> Any:
 
 
 def _texts(content: Any) -> list[str]:
-    """The texts of a message's content: a string, or a list of parts with `text` (images and audio are
-    not text)."""
+    """The texts of a message's content: a string, or a list of parts with `text` or a `refusal` (images
+    and audio are not text)."""
     if isinstance(content, str):
         return [content]
     texts = []
     for part in content if isinstance(content, list) else ():
-        text = get(part, "text") if part is not None and not isinstance(part, SCALARS) else None
+        if part is None or isinstance(part, SCALARS):
+            continue
+        text = get(part, "text")
+        if text is None and get(part, "type") == "refusal":
+            text = get(part, "refusal")
         if isinstance(text, str):
             texts.append(text)
     return texts
@@ -131,6 +139,17 @@ def _texts(content: Any) -> list[str]:
 
 def _text_parts(content: Any) -> list[dict[str, Any]]:
     return [{"type": "text", "content": text} for text in _texts(content)]
+
+
+def _refusal_parts(refusal: Any) -> list[dict[str, Any]]:
+    """A Chat Completions refusal as a text part (the conventions have no refusal part)."""
+    return [{"type": "text", "content": refusal}] if isinstance(refusal, str) and refusal else []
+
+
+def _reasoning_parts(item: Any) -> list[dict[str, Any]]:
+    """A Responses reasoning item's text (else its summary) as reasoning parts; none if encrypted."""
+    texts = _texts(get(item, "content")) or _texts(get(item, "summary"))
+    return [{"type": "reasoning", "content": text} for text in texts]
 
 
 def _listed(value: Any) -> list:
@@ -175,23 +194,38 @@ def _nested_within(value: Any, limit: int) -> bool:
     return True
 
 
-def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+def _string(value: Any, absent: str | None = "") -> str | None:
+    """`value` as the string a part's member must be: itself, its JSON text, or `absent` for None."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return absent
+    value = _shallow(value)
+    return value if isinstance(value, str) else _dumps(value)
+
+
+def _tool_call(call_id: Any, name: Any, arguments: Any, raw: bool = False) -> dict[str, Any]:
+    """A tool call part: its arguments decoded from JSON, or as written where `raw` (a custom tool's)."""
     return {
         "type": "tool_call",
-        "id": _shallow(call_id),
-        "name": _shallow(name),
-        "arguments": _arguments(arguments),
+        "id": _string(call_id, None),
+        "name": _string(name),
+        "arguments": _shallow(arguments) if raw else _arguments(arguments),
     }
 
 
 def _tool_result(call_id: Any, result: Any) -> dict[str, Any]:
-    return {"type": "tool_call_response", "id": _shallow(call_id), "result": _shallow(result)}
+    return {"type": "tool_call_response", "id": _string(call_id, None), "response": _shallow(result)}
 
 
-def _function(call: Any) -> tuple[Any, Any]:
-    """A Chat Completions tool call's (`{"id", "function": {"name", "arguments"}}`) name and arguments."""
+def _function(call: Any) -> tuple[Any, Any, bool]:
+    """A Chat Completions tool call's name, arguments and whether they are raw: a function's
+    (`{"function": {"name", "arguments"}}`) or a custom tool's (`{"custom": {"name", "input"}}`)."""
     function = get(call, "function")
-    return (None, None) if function is None else (get(function, "name"), get(function, "arguments"))
+    if function is not None:
+        return get(function, "name"), get(function, "arguments"), False
+    custom = get(call, "custom")
+    return (None, None, False) if custom is None else (get(custom, "name"), get(custom, "input"), True)
 
 
 def _chat_tool_call(call: Any) -> dict[str, Any]:
@@ -203,24 +237,46 @@ def _add_chat_call(generation: Generation, index: Any, call: Any) -> None:
     generation.add_call(index, get(call, "id"), *_function(call))
 
 
-def _message(message: Any) -> dict[str, Any]:
-    """A chat message, or a Responses API input item, in the conventions' shape."""
+def _item_call(item: Any, kind: Any) -> dict[str, Any]:
+    """A Responses function or custom tool call item as a tool call part."""
+    if kind == "custom_tool_call":
+        return _tool_call(get(item, "call_id"), get(item, "name"), get(item, "input"), raw=True)
+    return _tool_call(get(item, "call_id"), get(item, "name"), get(item, "arguments"))
+
+
+def _item_result(item: Any) -> dict[str, Any]:
+    """A Responses tool call output item as a tool call response: a list output keeps its texts only."""
+    output = get(item, "output")
+    return _tool_result(get(item, "call_id"), "".join(_texts(output)) if isinstance(output, list) else output)
+
+
+def _message(message: Any) -> dict[str, Any] | None:
+    """A chat message, or a Responses API input item, in the conventions' shape; None for an item that
+    is not recorded."""
     kind = get(message, "type")
-    if kind == "function_call":  # Responses: a call the model made
-        call = _tool_call(get(message, "call_id"), get(message, "name"), get(message, "arguments"))
-        return {"role": "assistant", "parts": [call]}
-    if kind == "function_call_output":  # Responses: the app's answer to it
-        return {"role": "tool", "parts": [_tool_result(get(message, "call_id"), get(message, "output"))]}
+    if kind is None or kind == "message":
+        return _chat_message(message)
+    if kind in CALL_ITEMS:  # a call the model made
+        return {"role": "assistant", "parts": [_item_call(message, kind)]}
+    if kind in OUTPUT_ITEMS:  # the app's answer to it
+        return {"role": "tool", "parts": [_item_result(message)]}
+    if kind == "reasoning":
+        parts = _reasoning_parts(message)
+        return {"role": "assistant", "parts": parts} if parts else None
+    return None
+
+
+def _chat_message(message: Any) -> dict[str, Any]:
     role, content = get(message, "role") or "user", get(message, "content")
     if role == "tool":
         result = content if isinstance(content, str) else "".join(_texts(content))
         return {"role": role, "parts": [_tool_result(get(message, "tool_call_id"), result)]}
-    parts = _text_parts(content)
+    parts = _text_parts(content) + _refusal_parts(get(message, "refusal"))
     parts += [_chat_tool_call(call) for call in _listed(get(message, "tool_calls"))]
     return {"role": str(_shallow(role)), "parts": parts}
 
 
-def _messages(body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+def _messages(body: Mapping[str, Any]) -> Iterator[dict[str, Any] | None]:
     messages = body.get("messages")
     if isinstance(messages, list):
         for message in messages:
@@ -241,7 +297,7 @@ def _messages(body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 def input_attributes(body: Mapping[str, Any]) -> dict[str, str]:
     """`gen_ai.input.messages` (and `gen_ai.system_instructions`) from a request body."""
     attributes = {}
-    messages = list(_messages(body))
+    messages = [message for message in _messages(body) if message is not None]
     if messages:
         attributes[names.INPUT_MESSAGES] = _capped(messages)
     instructions = body.get("instructions")
@@ -251,26 +307,34 @@ def input_attributes(body: Mapping[str, Any]) -> dict[str, str]:
 
 
 class Generation:
-    """One choice's output as it is read: its text (in pieces, as a stream brings it), the tool calls
-    it made, and why it finished."""
+    """One choice's output as it is read: its text and refusal (in pieces, as a stream brings them), the
+    tool calls it made, the parts read whole (a Responses output's, in order), and why it finished."""
 
-    __slots__ = ("calls", "finish_reason", "texts")
+    __slots__ = ("calls", "finish_reason", "parts", "refusals", "texts")
 
     def __init__(self) -> None:
         self.texts: list[str] = []
-        self.calls: dict[Any, list[Any]] = {}  # index -> [id, name, argument pieces]
+        self.refusals: list[str] = []
+        self.parts: list[dict[str, Any]] = []
+        self.calls: dict[Any, list[Any]] = {}  # index -> [id, name, argument pieces, raw]
         self.finish_reason: Any = None
 
-    def add_call(self, index: Any, call_id: Any, name: Any, arguments: Any) -> None:
+    def add_call(self, index: Any, call_id: Any, name: Any, arguments: Any, raw: bool = False) -> None:
         """A tool call, or the next piece of one in a stream (its id and name come first)."""
-        call = self.calls.setdefault(index, [None, None, []])
-        call[0], call[1] = call[0] or call_id, call[1] or name
+        call = self.calls.setdefault(index, [None, None, [], raw])
+        call[0], call[1], call[3] = call[0] or call_id, call[1] or name, call[3] or raw
         if isinstance(arguments, str) and len(call[2]) < MAX_CHARS:
             call[2].append(arguments)
 
     def message(self, finish_reason: Any) -> dict[str, Any]:
-        parts: list[dict[str, Any]] = _text_parts("".join(self.texts)) if self.texts else []
-        parts += [_tool_call(call_id, name, "".join(pieces)) for call_id, name, pieces in self.calls.values()]
+        parts = self.parts[:]
+        if self.texts:
+            parts += _text_parts("".join(self.texts))
+        parts += _refusal_parts("".join(self.refusals))
+        parts += [
+            _tool_call(call_id, name, "".join(pieces), raw)
+            for call_id, name, pieces, raw in self.calls.values()
+        ]
         message: dict[str, Any] = {"role": "assistant", "parts": parts}
         reason = self.finish_reason or finish_reason
         if reason:
@@ -297,21 +361,36 @@ def read_output(outcome: Outcome, response: Any) -> None:
         text = get(message, "content") if message is not None else get(choice, "text")
         if isinstance(text, str):
             generation.texts.append(text)
-        for number, call in enumerate(_listed(get(message, "tool_calls")) if message is not None else ()):
-            _add_chat_call(generation, number, call)
+        if message is not None:
+            _read_message_extras(generation, message)
         generation.finish_reason = get(choice, "finish_reason")
-    # The Responses API: one generation, its items' text and calls. A compaction's output repeats the
+    # The Responses API: one generation, its items' parts in order. A compaction's output repeats the
     # user's messages (input, not generated) before its compaction item (encrypted: nothing to read).
     generated = [item for item in _listed(get(response, "output")) if not _input_or_compaction(item)]
     if generated:
-        generation = _generation(outcome, 0)
-        for number, item in enumerate(generated):
-            if get(item, "type") == "function_call":
-                generation.add_call(number, get(item, "call_id"), get(item, "name"), get(item, "arguments"))
-            for part in _listed(get(item, "content")):
-                text = get(part, "text")
-                if isinstance(text, str):
-                    generation.texts.append(text)
+        parts = _generation(outcome, 0).parts
+        for item in generated:
+            parts += _output_item_parts(item)
+
+
+def _read_message_extras(generation: Generation, message: Any) -> None:
+    """A whole chat message's refusal and tool calls."""
+    refusal = get(message, "refusal")
+    if isinstance(refusal, str):
+        generation.refusals.append(refusal)
+    for number, call in enumerate(_listed(get(message, "tool_calls"))):
+        _add_chat_call(generation, number, call)
+
+
+def _output_item_parts(item: Any) -> list[dict[str, Any]]:
+    """A Responses output item's parts: a message's texts and refusals (a part each), reasoning, the
+    app's tool calls; none for other items (built-in tools' calls)."""
+    kind = get(item, "type")
+    if kind is None or kind == "message":
+        return _text_parts(get(item, "content"))
+    if kind in CALL_ITEMS:
+        return [_item_call(item, kind)]
+    return _reasoning_parts(item) if kind == "reasoning" else []
 
 
 def _input_or_compaction(item: Any) -> bool:
@@ -331,6 +410,9 @@ def read_chunk_output(outcome: Outcome, chunk: Any) -> None:
         text = get(delta, "content") if delta is not None else get(choice, "text")
         if isinstance(text, str) and len(generation.texts) < MAX_CHARS:  # enough pieces to fill the cap
             generation.texts.append(text)
+        refusal = get(delta, "refusal") if delta is not None else None
+        if isinstance(refusal, str) and len(generation.refusals) < MAX_CHARS:
+            generation.refusals.append(refusal)
         for call in _listed(get(delta, "tool_calls")) if delta is not None else ():
             _add_chat_call(generation, get(call, "index"), call)
         reason = get(choice, "finish_reason")
