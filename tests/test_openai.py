@@ -565,6 +565,46 @@ def test_options_the_app_sends_itself_are_left_as_it_made_them(instrumented, cli
     assert [span.attributes[names.USAGE_OUTPUT_TOKENS] for span in instrumented.spans()] == [2, 2]
 
 
+def chunk_stream(*choices_and_usage: tuple[list, dict | None]) -> dict:
+    """Headers making the local server answer with these chat chunks (choices, usage), then [DONE]."""
+    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
+    events = [{**base, "choices": choices, "usage": usage} for choices, usage in choices_and_usage]
+    body = "".join(f"data: {json.dumps(event)}\\n\\n" for event in events) + "data: [DONE]\\n\\n"
+    return {"x-mock-raw-body": body, "x-mock-content-type": "text/event-stream"}
+
+
+def test_a_usage_chunk_before_any_choice_finished_is_not_the_one_asked_for(instrumented, client) -> None:
+    """Only the usage chunk that follows the finish is the package's to hide: one a provider sends
+    midway is the app's."""
+    usage = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+    headers = chunk_stream(
+        ([{"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": None}], None),
+        ([], {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}),
+        ([{"index": 0, "delta": {"content": "!"}, "finish_reason": "stop"}], None),
+        ([], usage),
+    )
+    chunks = list(stream_chat(client, extra_headers=headers))
+    assert [(len(chunk.choices), chunk.usage is not None) for chunk in chunks] == [
+        (1, False),
+        (0, True),
+        (1, False),
+    ]
+    assert_priced(instrumented.span(), "gpt-4o-mini", 9, 2)
+
+
+def test_finish_reasons_are_one_per_choice_in_their_order(instrumented, client) -> None:
+    """Choice 1 finishes first, and choice 0's reason comes again with the usage: (0's, 1's), once each."""
+    first, second = {"index": 0, "delta": {"content": "a"}}, {"index": 1, "delta": {}}
+    usage = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+    headers = chunk_stream(
+        ([{**first, "finish_reason": None}, {**second, "finish_reason": "length"}], None),
+        ([{**first, "finish_reason": "stop"}], None),
+        ([{**first, "finish_reason": "stop"}], usage),
+    )
+    list(stream_chat(client, n=2, extra_headers=headers))
+    assert instrumented.span().attributes[names.RESPONSE_FINISH_REASONS] == ("stop", "length")
+
+
 def test_stream_the_user_asked_usage_for_keeps_its_usage_chunk(instrumented, client, server) -> None:
     chunks = list(
         stream_chat(client, stream_options={"include_usage": True}, extra_headers={"x-mock-chunks": "3"})
@@ -1815,7 +1855,7 @@ def test_captured_content_has_a_message_per_choice_and_the_tool_calls(capturing,
     assert json.loads(attributes[names.INPUT_MESSAGES]) == [
         {"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]},
         {"role": "assistant", "parts": [CALL_PART]},
-        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "result": "rainy"}]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": "rainy"}]},
     ]
     assert json.loads(attributes[names.OUTPUT_MESSAGES]) == [
         {"role": "assistant", "parts": [CALL_PART], "finish_reason": "tool_calls"},
@@ -1943,7 +1983,7 @@ def test_responses_tool_calls_are_captured_as_tool_call_parts(capturing, client)
             "role": "assistant",
             "parts": [{"type": "tool_call", "id": "call_0", "name": "weather", "arguments": {}}],
         },
-        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_0", "result": "rainy"}]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_0", "response": "rainy"}]},
     ]
     assert json.loads(attributes[names.OUTPUT_MESSAGES]) == [
         {"role": "assistant", "parts": [CALL_PART], "finish_reason": "completed"}

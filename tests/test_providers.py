@@ -22,7 +22,7 @@ from requests.adapters import HTTPAdapter
 
 from otel_tokencost import OpenAIInstrumentor, RequestsInstrumentor, names, track
 from otel_tokencost import telemetry as telemetry_module
-from otel_tokencost.providers import accepts_stream_options
+from otel_tokencost.providers import asks_for_stream_usage
 from otel_tokencost.telemetry import Telemetry
 
 from conftest import API_KEY
@@ -242,6 +242,34 @@ def test_provider(both, server, name: str, transport, stream: bool) -> None:
     assert attributes.get(names.PRICING_SOURCE) == source
 
 
+# The recorded providers whose streams report usage unasked (data/providers/README.md).
+UNASKED = ["deepseek", "fireworks", "groq", "mistral", "openrouter", "perplexity", "together"]
+
+
+@pytest.mark.parametrize("name", UNASKED)
+def test_a_stream_that_reports_its_usage_unasked_reaches_the_app_as_sent(both, server, name: str) -> None:
+    """Nothing is asked of a provider whose streams report their usage anyway: every chunk it sends, its
+    usage chunk too, reaches the app as it would uninstrumented."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    case = CASES[name]
+
+    def chunks() -> list[dict]:
+        stream = sdk_client(case, server.port).chat.completions.create(
+            model=case["request_model"],
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            extra_headers=mock_headers(case, True),
+        )
+        return [(chunk.to_dict(), chunk.model_fields_set) for chunk in stream]
+
+    with suppress_instrumentation():
+        sent = chunks()
+    assert chunks() == sent
+    assert "stream_options" not in server.last_bodies[-1]
+    assert both.span().attributes[names.USAGE_INPUT_TOKENS] == case["expected"]["input_tokens"]
+
+
 # A cost stated with no token counts beside it: a LiteLLM proxy's header over a response without usage,
 # and a usage that has a cost (as OpenRouter states it) but no token fields.
 STATED_WITHOUT_TOKENS = {
@@ -351,7 +379,14 @@ def test_azure_streams_ask_for_usage_only_where_the_api_version_takes_it(
         ("azure.ai.openai", "2024-05-01-preview", False),
         ("mistral_ai", None, False),
         ("openai", "2020-01-01", True),  # an api-version means nothing elsewhere
+        *(
+            (provider, None, False)
+            for provider in ("deepseek", "groq", "openrouter", "together_ai", "perplexity")
+        ),
     ],
 )
-def test_which_providers_take_stream_options(provider: str, api_version: str | None, accepted: bool) -> None:
-    assert accepts_stream_options(provider, api_version) is accepted
+def test_which_providers_are_asked_for_stream_usage(
+    provider: str, api_version: str | None, accepted: bool
+) -> None:
+    """Not those that refuse the request for it, nor those that report it unasked."""
+    assert asks_for_stream_usage(provider, api_version) is accepted

@@ -334,7 +334,7 @@ class Call:
             attributes[names.RESPONSE_MODEL] = outcome.response_model
         if outcome.response_id:
             attributes[names.RESPONSE_ID] = outcome.response_id
-        if outcome.finish_reasons:
+        if outcome.finished:
             attributes[names.RESPONSE_FINISH_REASONS] = outcome.finish_reasons
         if self.endpoint.is_openai:
             if outcome.service_tier:

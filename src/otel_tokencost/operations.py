@@ -143,11 +143,17 @@ class Outcome:
     response_id: str | None = None
     service_tier: str | None = None  # the tier that served the call, as OpenAI's responses state it
     system_fingerprint: str | None = None  # OpenAI's backend configuration, as its responses state it
-    finish_reasons: list[str] = field(default_factory=list)
+    finished: dict[int, str] = field(default_factory=dict)  # each finished choice's reason, by its index
     usage: Usage | None = None
     generations: dict[int, Any] | None = None  # content.Generation by choice, when content is captured
     reported_cost: Decimal | None = None  # what the provider says the call cost (OpenRouter, LiteLLM)
     failure: str | None = None  # the error a response reports over a successful HTTP status
+
+    @property
+    def finish_reasons(self) -> list[str]:
+        """One reason per finished choice, in the choices' order."""
+        finished = self.finished
+        return [finished[index] for index in sorted(finished)]
 
 
 def reported_cost(value: Any) -> Decimal | None:
@@ -217,13 +223,18 @@ def _finish_reasons(outcome: Outcome, choices: Any) -> bool:
                 reason = get(choice, "finish_reason")
         if reason:
             finished = True
-            _note_reason(outcome, reason)
+            _note_reason(outcome, choice, reason)
     return finished
 
 
-def _note_reason(outcome: Outcome, reason: Any) -> None:
-    if len(outcome.finish_reasons) < MAX_FINISH_REASONS:
-        outcome.finish_reasons.append(str(reason))
+def _note_reason(outcome: Outcome, choice: Any, reason: Any) -> None:
+    """Note the reason a choice finished, once per choice (a provider may repeat it in a later chunk)."""
+    finished = outcome.finished
+    index = get(choice, "index")
+    if index.__class__ is not int:
+        index = len(finished)  # a choice with no index: the next
+    if index not in finished and len(finished) < MAX_FINISH_REASONS:
+        finished[index] = str(reason)
 
 
 def _read_choices(outcome: Outcome, body: Any) -> None:
@@ -254,7 +265,7 @@ def _read_response(outcome: Outcome, body: Any) -> None:
     outcome.service_tier = _text(body.get("service_tier")) or outcome.service_tier
     status = body.get("status")
     if status and status not in UNFINISHED_STATUSES:
-        outcome.finish_reasons = [str(status)]
+        outcome.finished = {0: str(status)}
         if status == "failed":  # answered, but the response failed: its error's code is the call's
             code = get(body.get("error"), "code")
             outcome.failure = code if isinstance(code, str) and code else "failed"
@@ -293,7 +304,7 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool | None:
                 reason = get(choices[0], "finish_reason")
             if reason:
                 finished = True
-                _note_reason(outcome, reason)
+                _note_reason(outcome, choices[0], reason)
         else:
             finished = _finish_reasons(outcome, choices)
     if usage is None:
@@ -348,7 +359,7 @@ def _walk_choices_body(body: bytes) -> dict[str, Any] | None:
     choices = members.get("choices") if members else None
     if choices is not None:
         steps = len(body) // BYTES_PER_STEP  # the whole body's budget: the choices are most of it
-        members["choices"] = element_members(choices, ("finish_reason",), max_steps=steps)
+        members["choices"] = element_members(choices, ("index", "finish_reason"), max_steps=steps)
         if members["choices"] is None:
             return None
     return members

@@ -84,10 +84,18 @@ def _without_credentials(base_url: str, parts) -> str:
     return parts._replace(netloc=netloc, query="", fragment="").geturl()
 
 
-def accepts_stream_options(provider: str, api_version: str | None) -> bool:
-    """Whether a stream request may carry `stream_options`: some providers refuse the whole request."""
-    if provider == "mistral_ai":
-        return False  # 422 "Extra inputs are not permitted"; its streams carry usage unasked
+# Providers whose streams report their usage unasked: asking would only change what the app reads (an
+# extra chunk, or `usage: null` in every chunk). Mistral also refuses the request (422).
+REPORTS_STREAM_USAGE_UNASKED = frozenset(
+    {"deepseek", "fireworks", "groq", "mistral_ai", "openrouter", "perplexity", "together_ai"}
+)
+
+
+def asks_for_stream_usage(provider: str, api_version: str | None) -> bool:
+    """Whether to ask a stream request for its usage (`stream_options`): not of a provider that reports it
+    unasked, nor of one that refuses the whole request for it."""
+    if provider in REPORTS_STREAM_USAGE_UNASKED:
+        return False
     if provider == "azure.ai.openai" and api_version.__class__ is str:
         return api_version >= AZURE_STREAM_OPTIONS_SINCE  # earlier versions: 400 "Unrecognized argument"
     return True

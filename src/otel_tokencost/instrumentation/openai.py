@@ -25,7 +25,7 @@ from ..engine import Call, current_call, report_internal_error
 from ..locks import fork_safe_lock
 from ..operations import Operation, operation_for
 from ..package import _instruments_openai
-from ..providers import Endpoint, accepts_stream_options
+from ..providers import Endpoint, asks_for_stream_usage
 from ..stream import AsyncStreamProxy, StreamProxy
 from ..telemetry import Telemetry
 from .on_import import PatchOnImport, unwrap_own
@@ -271,9 +271,10 @@ class _Patch:
         what was asked for when the extra usage chunk must be hidden, else None.
 
         Not for `with_streaming_response`, which hands the app the body as it comes: the app would read
-        the extra chunk (its raw body is priced when the request itself asks for usage). Nor where the
-        provider refuses the request for it (Mistral, Azure OpenAI before 2024-09-01, and any endpoint
-        that has refused it before).
+        the extra chunk (its raw body is priced when the request itself asks for usage). Nor of a provider
+        that reports it unasked (DeepSeek, Groq, OpenRouter, ...), nor where the provider refuses the
+        request for it (Mistral, Azure OpenAI before 2024-09-01, and any endpoint that has refused it
+        before).
         """
         if not (self.inject_usage and operation.accepts_stream_options and body.get("stream") is True):
             return None
@@ -287,7 +288,7 @@ class _Patch:
             return None  # the app asked for usage itself, or sends stream options we cannot add to
         if endpoint.base_url in self._refusing:
             return None
-        if not accepts_stream_options(endpoint.provider, _api_version(client, options)):
+        if not asks_for_stream_usage(endpoint.provider, _api_version(client, options)):
             return None
         asked = _UsageAsked(options, endpoint.base_url)
         wanted = {**(stream_options or {}), "include_usage": True}
