@@ -449,3 +449,12 @@ def test_a_tool_output_list_keeps_its_text_not_its_images(capturing, client, kin
     }
     assert recorded[names.SYSTEM_INSTRUCTIONS] == [text("Be brief.")]
     assert "data:" not in capturing.span().attributes[names.INPUT_MESSAGES]
+
+
+def test_a_finish_reason_that_is_not_text_is_recorded_as_its_json(capturing, client) -> None:
+    """The schema wants a string: a provider's malformed reason (a number) is recorded as its JSON text."""
+    reply = completion({"content": "Sure."}, finish_reason=7)
+    client.chat.completions.create(model="gpt-4o", messages=[USER], extra_headers=raw_reply(reply))
+    assert captured(capturing)[names.OUTPUT_MESSAGES] == [
+        {"role": "assistant", "parts": [text("Sure.")], "finish_reason": "7"}
+    ]

@@ -338,7 +338,7 @@ class Generation:
         message: dict[str, Any] = {"role": "assistant", "parts": parts}
         reason = self.finish_reason or finish_reason
         if reason:
-            message["finish_reason"] = reason
+            message["finish_reason"] = reason if isinstance(reason, str) else _dumps(_shallow(reason))
         return message
 
 
