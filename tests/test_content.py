@@ -458,3 +458,26 @@ def test_a_finish_reason_that_is_not_text_is_recorded_as_its_json(capturing, cli
     assert captured(capturing)[names.OUTPUT_MESSAGES] == [
         {"role": "assistant", "parts": [text("Sure.")], "finish_reason": "7"}
     ]
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_chat_reasoning_beside_the_text_is_a_reasoning_part(capturing, client, field: str) -> None:
+    """DeepSeek, vLLM and Qwen send `reasoning_content`, OpenRouter and Groq `reasoning`: whole, streamed
+    and sent back in the history."""
+    history = [USER, {"role": "assistant", "content": "Hello.", field: "They greet."}, USER]
+    reply = completion({"content": "Fine.", field: "Say fine."})
+    client.chat.completions.create(model="gpt-4o", messages=history, extra_headers=raw_reply(reply))
+    recorded = captured(capturing)
+    assert recorded[names.INPUT_MESSAGES][1]["parts"] == [reasoning_part("They greet."), text("Hello.")]
+    assert recorded[names.OUTPUT_MESSAGES][0]["parts"] == [reasoning_part("Say fine."), text("Fine.")]
+    capturing.exporter.clear()
+    chunks = [chunk(0, {field: "Say "}), chunk(0, {field: "fine."}), chunk(0, {"content": "Fine."}, "stop")]
+    list(
+        client.chat.completions.create(
+            model="gpt-4o", messages=[USER], stream=True, extra_headers=raw_reply(chunks)
+        )
+    )
+    assert captured(capturing)[names.OUTPUT_MESSAGES][0]["parts"] == [
+        reasoning_part("Say fine."),
+        text("Fine."),
+    ]

@@ -271,7 +271,9 @@ def _chat_message(message: Any) -> dict[str, Any]:
     if role == "tool":
         result = content if isinstance(content, str) else "".join(_texts(content))
         return {"role": role, "parts": [_tool_result(get(message, "tool_call_id"), result)]}
-    parts = _text_parts(content) + _refusal_parts(get(message, "refusal"))
+    reasoning = _chat_reasoning(message)
+    parts = [{"type": "reasoning", "content": reasoning}] if reasoning is not None else []
+    parts += _text_parts(content) + _refusal_parts(get(message, "refusal"))
     parts += [_chat_tool_call(call) for call in _listed(get(message, "tool_calls"))]
     return {"role": str(_shallow(role)), "parts": parts}
 
@@ -310,9 +312,10 @@ class Generation:
     """One choice's output as it is read: its text and refusal (in pieces, as a stream brings them), the
     tool calls it made, the parts read whole (a Responses output's, in order), and why it finished."""
 
-    __slots__ = ("calls", "finish_reason", "parts", "refusals", "texts")
+    __slots__ = ("calls", "finish_reason", "parts", "reasonings", "refusals", "texts")
 
     def __init__(self) -> None:
+        self.reasonings: list[str] = []
         self.texts: list[str] = []
         self.refusals: list[str] = []
         self.parts: list[dict[str, Any]] = []
@@ -328,6 +331,8 @@ class Generation:
 
     def message(self, finish_reason: Any) -> dict[str, Any]:
         parts = self.parts[:]
+        if self.reasonings:
+            parts.append({"type": "reasoning", "content": "".join(self.reasonings)})
         if self.texts:
             parts += _text_parts("".join(self.texts))
         parts += _refusal_parts("".join(self.refusals))
@@ -374,12 +379,24 @@ def read_output(outcome: Outcome, response: Any) -> None:
 
 
 def _read_message_extras(generation: Generation, message: Any) -> None:
-    """A whole chat message's refusal and tool calls."""
+    """A whole chat message's reasoning, refusal and tool calls."""
+    reasoning = _chat_reasoning(message)
+    if reasoning is not None:
+        generation.reasonings.append(reasoning)
     refusal = get(message, "refusal")
     if isinstance(refusal, str):
         generation.refusals.append(refusal)
     for number, call in enumerate(_listed(get(message, "tool_calls"))):
         _add_chat_call(generation, number, call)
+
+
+def _chat_reasoning(message: Any) -> str | None:
+    """The reasoning a chat message or delta carries beside its text, as OpenAI-compatible servers add it:
+    `reasoning_content` (DeepSeek, vLLM, Qwen) or `reasoning` (OpenRouter, Groq)."""
+    reasoning = get(message, "reasoning_content")
+    if reasoning is None:
+        reasoning = get(message, "reasoning")
+    return reasoning if isinstance(reasoning, str) and reasoning else None
 
 
 def _output_item_parts(item: Any) -> list[dict[str, Any]]:
@@ -410,9 +427,12 @@ def read_chunk_output(outcome: Outcome, chunk: Any) -> None:
         text = get(delta, "content") if delta is not None else get(choice, "text")
         if isinstance(text, str) and len(generation.texts) < MAX_CHARS:  # enough pieces to fill the cap
             generation.texts.append(text)
-        refusal = get(delta, "refusal") if delta is not None else None
-        if isinstance(refusal, str) and len(generation.refusals) < MAX_CHARS:
-            generation.refusals.append(refusal)
+        if delta is not None:
+            refusal, reasoning = get(delta, "refusal"), _chat_reasoning(delta)
+            if isinstance(refusal, str) and len(generation.refusals) < MAX_CHARS:
+                generation.refusals.append(refusal)
+            if reasoning is not None and len(generation.reasonings) < MAX_CHARS:
+                generation.reasonings.append(reasoning)
         for call in _listed(get(delta, "tool_calls")) if delta is not None else ():
             _add_chat_call(generation, get(call, "index"), call)
         reason = get(choice, "finish_reason")
