@@ -44,12 +44,21 @@ def _parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="spend, tokens, calls and p95 latency from Prometheus")
     report.add_argument("--prometheus", required=True, metavar="URL", help="e.g. http://localhost:9090")
-    report.add_argument("--since", default="30d", help="window, a Prometheus duration such as 24h or 30d")
     report.add_argument(
-        "--by", default="model", help="comma-separated: model, tracking_id, provider, service"
+        "--since", default="30d", help="window, a Prometheus duration such as 24h, 1h30m or 30d (default)"
+    )
+    report.add_argument(
+        "--by",
+        default="model",
+        help="comma-separated: model, tracking_id, provider, service, operation (default: model)",
     )
     report.add_argument("--at", type=float, help="evaluate at this Unix time instead of now")
-    report.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    report.add_argument(
+        "--json",
+        action="store_true",
+        help="a JSON list instead of a table (a p95 past the last bucket: p95_seconds null, "
+        "p95_above_seconds the bucket's bound)",
+    )
     return parser
 
 
