@@ -122,6 +122,18 @@ def instrumented(telemetry: Telemetry) -> Iterator[Telemetry]:
 
 
 @pytest.fixture
+def capturing(monkeypatch, telemetry: Telemetry) -> Iterator[Telemetry]:
+    """Instrumented with message content captured."""
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    yield telemetry
+    instrumentor.uninstrument()
+
+
+@pytest.fixture
 def client(server: LocalServer) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as sdk:
         yield sdk

@@ -17,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 
-from otel_tokencost import OpenAIInstrumentor, names
+from otel_tokencost import names
 
 SCHEMA_FILES = Path(__file__).resolve().parent / "data" / "semconv"
 SCHEMAS = {
@@ -189,16 +189,6 @@ CHAT_CALL = {
 }
 CUSTOM_CALL = {"id": "call_c", "type": "custom", "custom": {"name": "sql", "input": '{"not": "json args"}'}}
 CUSTOM_PART = {"type": "tool_call", "id": "call_c", "name": "sql", "arguments": '{"not": "json args"}'}
-
-
-@pytest.fixture
-def capturing(monkeypatch, telemetry):
-    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
-    OpenAIInstrumentor().instrument(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-    )
-    yield telemetry
-    OpenAIInstrumentor().uninstrument()
 
 
 def test_the_schema_check_rejects_the_shapes_the_review_found() -> None:

@@ -1756,18 +1756,6 @@ def test_prices_file_prices_a_reseller(telemetry, server, tmp_path) -> None:
     assert span.attributes[names.PRICING_SOURCE] == "prices-file"
 
 
-@pytest.fixture
-def capturing(monkeypatch, telemetry):
-    from otel_tokencost import OpenAIInstrumentor
-
-    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
-    OpenAIInstrumentor().instrument(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-    )
-    yield telemetry
-    OpenAIInstrumentor().uninstrument()
-
-
 def test_content_captured_when_opted_in(capturing, client) -> None:
     result = client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "system", "content": "Be brief."}, *MESSAGES]
