@@ -162,7 +162,9 @@ def test_dashboard_sums_only_what_adds_up() -> None:
             assert calcs == ["sum"]
         else:
             assert "sum" not in calcs, panel["title"]
-        assert all("increase(" not in expr and "rate(" not in expr for expr in exprs), panel["title"]
+        # increase() only where a series reset (as window_increase uses it), never rate()
+        assert all(expr.count("increase(") * 2 == expr.count("resets(") for expr in exprs), panel["title"]
+        assert all("rate(" not in expr for expr in exprs), panel["title"]
 
 
 def test_the_spend_rules_count_as_the_report_does_and_the_alerts_say_where_to_look() -> None:

@@ -41,13 +41,17 @@ def window_increase(selector: str, window: str, by: Sequence[str] = ()) -> str:
     """PromQL for how much the cumulative `selector` grew over `window`, summed by the labels `by`.
 
     Unlike increase(), a series that first appears inside the window (a new process, a new label
-    combination) counts from zero, its first sample included, and nothing is extrapolated. Each series
-    is one process's lifetime (the SDK's random service.instance.id is a label), so it never resets;
-    should one restart with the same labels, a value below the start counts from zero again (`>= 0`).
+    combination) counts from zero, its first sample included, and nothing is extrapolated: each series'
+    last value in the window less its last value before it. A series is one process's lifetime where
+    the SDK's random service.instance.id is a label, so it does not reset; one that does (a process
+    restarted under the same labels) is counted by increase(), which counts across a reset.
     """
     last = f"last_over_time({selector}[{window}])"
     start = f"last_over_time({selector}[{START_LOOKBACK}] offset {window})"
-    per_series = f"({last} - {start}) >= 0 or {last}"
+    reset = f"resets({selector}[{window}]) > 0"
+    per_series = (
+        f"(({last} - {start}) >= 0 unless {reset}) or (increase({selector}[{window}]) and {reset}) or {last}"
+    )
     return f"sum by ({', '.join(by)}) ({per_series})" if by else f"sum({per_series})"
 
 
