@@ -573,22 +573,19 @@ def chunk_stream(*choices_and_usage: tuple[list, dict | None]) -> dict:
     return {"x-mock-raw-body": body, "x-mock-content-type": "text/event-stream"}
 
 
-def test_a_usage_chunk_before_any_choice_finished_is_not_the_one_asked_for(instrumented, client) -> None:
-    """Only the usage chunk that follows the finish is the package's to hide: one a provider sends
-    midway is the app's."""
+def test_the_usage_chunk_asked_for_is_hidden_even_from_a_stream_that_never_finishes(
+    instrumented, client
+) -> None:
+    """A provider that sends no finish reason still sends the usage chunk asked for: the app, which did
+    not ask, never gets a chunk without choices."""
     usage = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
     headers = chunk_stream(
         ([{"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": None}], None),
-        ([], {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}),
-        ([{"index": 0, "delta": {"content": "!"}, "finish_reason": "stop"}], None),
+        ([{"index": 0, "delta": {"content": "!"}, "finish_reason": None}], None),
         ([], usage),
     )
     chunks = list(stream_chat(client, extra_headers=headers))
-    assert [(len(chunk.choices), chunk.usage is not None) for chunk in chunks] == [
-        (1, False),
-        (0, True),
-        (1, False),
-    ]
+    assert [chunk.choices[0].delta.content for chunk in chunks] == ["Hi", "!"]
     assert_priced(instrumented.span(), "gpt-4o-mini", 9, 2)
 
 

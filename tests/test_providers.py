@@ -22,7 +22,7 @@ from requests.adapters import HTTPAdapter
 
 from otel_tokencost import OpenAIInstrumentor, RequestsInstrumentor, names, track
 from otel_tokencost import telemetry as telemetry_module
-from otel_tokencost.providers import asks_for_stream_usage
+from otel_tokencost.providers import asks_for_stream_usage, endpoint_for
 from otel_tokencost.telemetry import Telemetry
 
 from conftest import API_KEY
@@ -372,21 +372,24 @@ def test_azure_streams_ask_for_usage_only_where_the_api_version_takes_it(
 
 
 @pytest.mark.parametrize(
-    ("provider", "api_version", "accepted"),
+    ("base_url", "named", "api_version", "accepted"),
     [
-        ("azure.ai.openai", None, True),  # Azure's v1 API has no api-version and takes stream_options
-        ("azure.ai.openai", "preview", True),
-        ("azure.ai.openai", "2024-05-01-preview", False),
-        ("mistral_ai", None, False),
-        ("openai", "2020-01-01", True),  # an api-version means nothing elsewhere
-        *(
-            (provider, None, False)
-            for provider in ("deepseek", "groq", "openrouter", "together_ai", "perplexity")
-        ),
+        ("https://r.openai.azure.com", None, None, True),  # Azure's v1 API has no api-version, takes them
+        ("https://r.openai.azure.com", None, "preview", True),
+        ("https://r.openai.azure.com", None, "2024-05-01-preview", False),
+        ("https://api.mistral.ai/v1", None, None, False),
+        ("https://api.openai.com/v1", None, "2020-01-01", True),  # an api-version means nothing elsewhere
+        ("https://api.deepseek.com", None, None, False),
+        ("https://api.groq.com/openai/v1", None, None, False),
+        ("https://openrouter.ai/api/v1", None, None, False),
+        ("https://api.together.xyz/v1", None, None, False),
+        ("https://api.perplexity.ai", None, None, False),
+        # A self-hosted server a prices file names after a provider streams as the server does
+        ("http://localhost:8000/v1", "deepseek", None, True),
     ],
 )
 def test_which_providers_are_asked_for_stream_usage(
-    provider: str, api_version: str | None, accepted: bool
+    base_url: str, named: str | None, api_version: str | None, accepted: bool
 ) -> None:
-    """Not those that refuse the request for it, nor those that report it unasked."""
-    assert asks_for_stream_usage(provider, api_version) is accepted
+    """Not those that refuse the request for it, nor those whose own API reports it unasked."""
+    assert asks_for_stream_usage(endpoint_for(base_url, named), api_version) is accepted

@@ -91,10 +91,12 @@ REPORTS_STREAM_USAGE_UNASKED = frozenset(
 )
 
 
-def asks_for_stream_usage(provider: str, api_version: str | None) -> bool:
-    """Whether to ask a stream request for its usage (`stream_options`): not of a provider that reports it
-    unasked, nor of one that refuses the whole request for it."""
-    if provider in REPORTS_STREAM_USAGE_UNASKED:
+def asks_for_stream_usage(endpoint: Endpoint, api_version: str | None) -> bool:
+    """Whether to ask a stream request for its usage (`stream_options`): not of a provider's own API that
+    reports it unasked (a server a prices file names after one streams as that server does), nor of one
+    that refuses the whole request for it."""
+    provider = endpoint.provider
+    if endpoint.known_provider and provider in REPORTS_STREAM_USAGE_UNASKED:
         return False
     if provider == "azure.ai.openai" and api_version.__class__ is str:
         return api_version >= AZURE_STREAM_OPTIONS_SINCE  # earlier versions: 400 "Unrecognized argument"

@@ -71,8 +71,8 @@ def _chunk_keeper(call: Call, hide_usage_chunk: bool) -> Callable[[Any], bool]:
             call.first_chunk_at = perf_counter()
         try:
             read_as = read(outcome, chunk)
-            if read_as:  # a usage-only chunk: the one asked for comes once a choice finished
-                return not (hide_usage_chunk and outcome.finished)
+            if read_as:
+                return not hide_usage_chunk  # the usage chunk: the app's only if it asked for usage
             if read_as is None and hide_usage_chunk:
                 fields_set = getattr(chunk, "__pydantic_fields_set__", None)  # None: not pydantic 2
                 if fields_set is not None:

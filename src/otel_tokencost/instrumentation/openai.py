@@ -288,7 +288,7 @@ class _Patch:
             return None  # the app asked for usage itself, or sends stream options we cannot add to
         if endpoint.base_url in self._refusing:
             return None
-        if not asks_for_stream_usage(endpoint.provider, _api_version(client, options)):
+        if not asks_for_stream_usage(endpoint, _api_version(client, options)):
             return None
         asked = _UsageAsked(options, endpoint.base_url)
         wanted = {**(stream_options or {}), "include_usage": True}
