@@ -2127,6 +2127,9 @@ def test_instrument_called_again_applies_the_budgets_it_is_given(telemetry, clie
     instrument_again(budgets=[limit])
     with pytest.raises(otel_tokencost.BudgetExceededError):
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    instrument_again(budgets=[otel_tokencost.Budget(limit=5.0, period="day"), limit])  # one more
+    with pytest.raises(otel_tokencost.BudgetExceededError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
 
 def test_instrument_shares_one_ledger_with_an_existing_instrumentation(
@@ -2145,14 +2148,22 @@ def test_instrument_shares_one_ledger_with_an_existing_instrumentation(
         )
 
 
-def test_instrument_instruments_again_what_was_uninstrumented(telemetry, client, instrument_again) -> None:
+def test_instrument_instruments_again_what_was_uninstrumented(
+    telemetry, client, instrument_again, caplog
+) -> None:
+    """Instrumented again beside `requests`, still instrumented, openai shares its engine and providers:
+    others given now are refused with a warning naming it."""
     instrument_again(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
     OpenAIInstrumentor().uninstrument()
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert telemetry.spans() == ()
-    instrument_again()
+    instrument_again(tracer_provider=TracerProvider())
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert len(telemetry.spans()) == 1
+    assert "the spans and metrics of openai and requests go on to the providers given there" in caplog.text
+    otel_tokencost.uninstrument()  # each instrumentor once
+    assert "already uninstrumented" not in caplog.text
+    assert not OpenAIInstrumentor().is_instrumented_by_opentelemetry
 
 
 def test_instrument_leaves_alone_what_the_environment_switches_off(

@@ -82,12 +82,14 @@ def instrument(
             if telemetry is None:
                 telemetry = Telemetry.from_config(tracer_provider, meter_provider, prices, budgets)
             instrumentor.instrument(telemetry=telemetry, skip_dep_check=True)
-            _active.append(instrumentor)
-        if existing and (tracer_provider is not None or meter_provider is not None):
+            if instrumentor not in _active:
+                _active.append(instrumentor)
+        if engines and (tracer_provider is not None or meter_provider is not None):
             logger.warning(
                 "otel_tokencost: %s already instrumented (by opentelemetry-instrument or an earlier "
-                "instrument()): their spans and metrics go on to the providers given there, not to these",
+                "instrument()): the spans and metrics of %s go on to the providers given there, not to these",
                 " and ".join(existing),
+                " and ".join(instrumentors),
             )
 
 

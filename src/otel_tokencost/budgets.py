@@ -103,6 +103,14 @@ class Budgets:
         self._clock = clock
         self._lock = fork_safe_lock()
 
+    def replaced(self, budgets: Sequence[Budget]) -> Budgets:
+        """These budgets instead, each one also here keeping what it counted."""
+        new = Budgets(budgets, self._clock)
+        with self._lock:
+            kept = {ledger.budget: ledger for ledger in self._ledgers}
+            new._ledgers = [kept.get(budget) or _Ledger(budget) for budget in new.budgets]
+        return new
+
     def __bool__(self) -> bool:
         return bool(self._ledgers)
 
@@ -125,7 +133,7 @@ class Budgets:
                 if not ledger.warned:
                     ledger.warned = True
                     logger.warning(
-                        "otel_tokencost: %s exceeded: spent %s USD", budget.describe(), ledger.spent
+                        "otel_tokencost: %s exceeded: spent %s USD", budget.describe(), usd(ledger.spent)
                     )
         return warnings
 

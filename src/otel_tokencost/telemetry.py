@@ -105,11 +105,11 @@ class Telemetry:
 
     def configure(self, prices: str | None, budgets: Sequence[Budget]) -> None:
         """Price and cap the calls from now on with this prices file and these budgets, where given and
-        not in force already (budgets given again keep what they have counted)."""
+        not in force already (a budget given again keeps what it has counted)."""
         if prices is not None and prices != self.prices:
             self.pricer, self.prices = Pricer(_load_prices(prices)), prices
         if budgets and tuple(budgets) != self.budgets.budgets:
-            self.budgets = Budgets(budgets)
+            self.budgets = self.budgets.replaced(budgets)
             self.has_budgets = True
 
     def preload_prices(self) -> None:
