@@ -733,6 +733,17 @@ def test_a_large_json_body_read_through_a_stream_keeps_only_its_tail() -> None:
     assert call.outcome.usage == Usage(input_tokens=7)
 
 
+def test_a_finish_reason_repeated_by_a_choice_without_index_counts_once() -> None:
+    outcome = Outcome()
+    for chunk in (
+        {"model": "m", "choices": [{"finish_reason": "stop"}]},
+        {"model": "m", "choices": [{"finish_reason": "stop"}], "usage": {"prompt_tokens": 1}},
+        {"model": "m", "choices": [{"finish_reason": "length"}, {"finish_reason": "stop"}]},
+    ):
+        CHAT_COMPLETIONS.read_chunk(outcome, chunk)
+    assert outcome.finish_reasons == ["stop", "stop"]  # choice 0's first reason, then choice 1's
+
+
 def test_a_million_finishing_chunks_keep_a_bounded_list() -> None:
     outcome = Outcome()
     for index in range(1_000_000):  # a choice each

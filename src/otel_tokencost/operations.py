@@ -213,7 +213,7 @@ def _take_usage(outcome: Outcome, usage: Any) -> None:
 def _finish_reasons(outcome: Outcome, choices: Any) -> bool:
     """Note the choices' finish reasons (a bounded number); True when one finished here."""
     finished = False
-    for choice in choices:
+    for position, choice in enumerate(choices):
         if type(choice) is dict:
             reason = choice.get("finish_reason")
         else:
@@ -223,16 +223,17 @@ def _finish_reasons(outcome: Outcome, choices: Any) -> bool:
                 reason = get(choice, "finish_reason")
         if reason:
             finished = True
-            _note_reason(outcome, choice, reason)
+            _note_reason(outcome, choice, reason, position)
     return finished
 
 
-def _note_reason(outcome: Outcome, choice: Any, reason: Any) -> None:
-    """Note the reason a choice finished, once per choice (a provider may repeat it in a later chunk)."""
+def _note_reason(outcome: Outcome, choice: Any, reason: Any, position: int) -> None:
+    """Note the reason a choice finished, once per choice (a provider may repeat it in a later chunk):
+    by its index, or its position among the choices where it has none."""
     finished = outcome.finished
     index = get(choice, "index")
     if index.__class__ is not int:
-        index = len(finished)  # a choice with no index: the next
+        index = position
     if index not in finished and len(finished) < MAX_FINISH_REASONS:
         finished[index] = str(reason)
 
@@ -304,7 +305,7 @@ def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool | None:
                 reason = get(choices[0], "finish_reason")
             if reason:
                 finished = True
-                _note_reason(outcome, choices[0], reason)
+                _note_reason(outcome, choices[0], reason, 0)
         else:
             finished = _finish_reasons(outcome, choices)
     if usage is None:
