@@ -529,6 +529,16 @@ def test_bad_prices_file_names_each_problem(tmp_path, text: str, problem: str) -
     assert any(problem in item for item in raised.value.problems), raised.value.problems
 
 
+def test_a_rate_that_is_no_number_is_one_problem(tmp_path) -> None:
+    path = write(
+        tmp_path, "prices.toml", "[[providers]]\nmatch = 'x'\nusd_per_unit = 'a'\nprices_from = 'openai'\n"
+    )
+    with pytest.raises(PricesFileError) as raised:
+        load(path)
+    (problem,) = [item for item in raised.value.problems if "usd_per_unit" in item]
+    assert "must be 1" not in problem
+
+
 @given(units=st.integers(0, 10**28 - 1), exponent=st.integers(-40, 5))
 def test_a_cost_is_exact_and_as_a_float_rounded_once(units: int, exponent: int) -> None:
     cost = Cost(units, exponent, PRICES_FILE, "USD", "p")

@@ -85,8 +85,9 @@ def _observer_for(call: Call, content_type: str) -> JSONObserver | SSEObserver |
 
 
 def read_body(call: Call, content: Any, fragment: bool = False) -> None:
-    """Read a whole body: SSE events, else JSON. A `fragment` is the end of a body whose start is gone:
-    only trailing members can be read.
+    """Read a whole body: SSE events (as its first lines say, or as the request asked for a stream and
+    it is not a JSON object), else JSON. A `fragment` is the end of a body whose start is gone: only
+    trailing members can be read.
 
     An embeddings body's members are read from its end. A large body (over LARGE_BODY) is walked to the
     members the call reads, the rest stepped over (a generated image or audio), unless message content is

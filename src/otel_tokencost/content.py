@@ -329,6 +329,14 @@ class Generation:
         if isinstance(arguments, str) and len(call[2]) < MAX_CHARS:
             call[2].append(arguments)
 
+    def add_asides(self, message: Any) -> None:
+        """A chat message's (or a stream delta's) reasoning and refusal, beside its text."""
+        reasoning, refusal = _chat_reasoning(message), get(message, "refusal")
+        if reasoning is not None and len(self.reasonings) < MAX_CHARS:  # enough pieces to fill the cap
+            self.reasonings.append(reasoning)
+        if isinstance(refusal, str) and len(self.refusals) < MAX_CHARS:
+            self.refusals.append(refusal)
+
     def message(self, finish_reason: Any) -> dict[str, Any]:
         parts = self.parts[:]
         if self.reasonings:
@@ -380,12 +388,7 @@ def read_output(outcome: Outcome, response: Any) -> None:
 
 def _read_message_extras(generation: Generation, message: Any) -> None:
     """A whole chat message's reasoning, refusal and tool calls."""
-    reasoning = _chat_reasoning(message)
-    if reasoning is not None:
-        generation.reasonings.append(reasoning)
-    refusal = get(message, "refusal")
-    if isinstance(refusal, str):
-        generation.refusals.append(refusal)
+    generation.add_asides(message)
     for number, call in enumerate(_listed(get(message, "tool_calls"))):
         _add_chat_call(generation, number, call)
 
@@ -415,7 +418,7 @@ def _input_or_compaction(item: Any) -> bool:
 
 
 def read_chunk_output(outcome: Outcome, chunk: Any) -> None:
-    """Add a stream chunk's text and tool-call pieces to its choice's generation."""
+    """Add a stream chunk's pieces (text, reasoning, refusal, tool calls) to its choice's generation."""
     if get(chunk, "type") in ("response.completed", "response.incomplete"):
         outcome.generations = None  # the final event repeats the whole response
         read_output(outcome, get(chunk, "response"))
@@ -428,11 +431,7 @@ def read_chunk_output(outcome: Outcome, chunk: Any) -> None:
         if isinstance(text, str) and len(generation.texts) < MAX_CHARS:  # enough pieces to fill the cap
             generation.texts.append(text)
         if delta is not None:
-            refusal, reasoning = get(delta, "refusal"), _chat_reasoning(delta)
-            if isinstance(refusal, str) and len(generation.refusals) < MAX_CHARS:
-                generation.refusals.append(refusal)
-            if reasoning is not None and len(generation.reasonings) < MAX_CHARS:
-                generation.reasonings.append(reasoning)
+            generation.add_asides(delta)
         for call in _listed(get(delta, "tool_calls")) if delta is not None else ():
             _add_chat_call(generation, get(call, "index"), call)
         reason = get(choice, "finish_reason")

@@ -7,9 +7,11 @@ also counts what its calls used in a `Spend`.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -20,7 +22,6 @@ from opentelemetry import context as context_api
 from opentelemetry.context import Context
 
 from . import names
-from .locks import fork_safe_lock
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TRACKING = context_api.create_key("otel_tokencost.tracking")
@@ -38,7 +39,7 @@ class Spend:
         self.output_tokens = 0
         self.cost = Decimal(0)
         self.unpriced_calls = 0
-        self._lock = fork_safe_lock()
+        self._lock = threading.Lock()  # held for one addition: a plain lock, the cheapest to make per block
 
     def add(self, input_tokens: int, output_tokens: int, cost: Decimal | None) -> None:
         with self._lock:
@@ -168,6 +169,12 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
             return
         context_api.detach(token)
 
+    def _block(self) -> track:
+        """A fresh block of the same values, checked already: each decorated call enters its own."""
+        block = copy.copy(self)
+        block._tokens = {}
+        return block
+
     def __call__(self, function: F) -> F:
         if isinstance(function, staticmethod | classmethod):  # decorated above the method's own decorator
             return type(function)(self(function.__func__))  # type: ignore[return-value]
@@ -182,14 +189,14 @@ class track:  # lower case: used like a function, `with track(...)` and `@track(
 
             @functools.wraps(function)
             async def tracked_async(*args: Any, **kwargs: Any) -> Any:
-                with self:  # a fresh block per call (each entry is its own)
+                with self._block():
                     return await function(*args, **kwargs)
 
             return tracked_async  # type: ignore[return-value]
 
         @functools.wraps(function)
         def tracked(*args: Any, **kwargs: Any) -> Any:
-            with self:
+            with self._block():
                 return function(*args, **kwargs)
 
         return tracked  # type: ignore[return-value]

@@ -7,7 +7,6 @@ and hands back exactly what the SDK returned (or a transparent proxy of it).
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import os
@@ -229,15 +228,11 @@ class _Patch:
             return None
         if call is None:
             return None
-        post_parser = options.post_parser
-        if callable(post_parser):  # a `parse()` helper's, which may refuse a response that was billed
-            if post_parser.__class__ is _ReadFirst:  # options the app sends again
-                post_parser = post_parser.parser
-            options.post_parser = _ReadFirst(post_parser, call)
         try:
+            _read_before_the_post_parser(options, call)
             asked = self._inject_stream_usage(options, body, operation, client, endpoint)
         except Exception:
-            report_internal_error("asking for a stream's usage")  # the call goes on as the app made it
+            report_internal_error("preparing the request")  # the call goes on as the app made it
             asked = None
         return call, asked
 
@@ -322,8 +317,16 @@ class _Patch:
     def _raw_response(self, call: Call, response: Any, hide_usage_chunk: bool) -> Any:
         if isinstance(response, self.legacy_type) and not response._stream:
             # `with_raw_response`: the body is read and parse() caches, so this costs the user nothing.
-            with contextlib.suppress(Exception):  # a parse() helper's refusal, read first: the app's to meet
+            try:
                 call.read(response.parse())
+            except (
+                Exception
+            ):  # unless a parse() helper's refusal (read first), the app's to meet as it parses
+                if (
+                    getattr(getattr(response, "_options", None), "post_parser", None).__class__
+                    is not _ReadFirst
+                ):
+                    report_internal_error("reading the openai result")
             call.end()
             return response
         return RawResponseProxy(response, call, self, hide_usage_chunk)
@@ -396,6 +399,16 @@ class RawResponseProxy(wrapt.ObjectProxy):
             self._self_watch = None
             http_response = self.__wrapped__.http_response
             del http_response.iter_bytes, http_response.aiter_bytes
+
+
+def _read_before_the_post_parser(options: Any, call: Call) -> None:
+    """Have a `parse()` helper's post-parser, which may refuse a response that was billed, let the call
+    read the response first."""
+    post_parser = options.post_parser
+    if callable(post_parser):
+        if post_parser.__class__ is _ReadFirst:  # options the app sends again
+            post_parser = post_parser.parser
+        options.post_parser = _ReadFirst(post_parser, call)
 
 
 class _ReadFirst:

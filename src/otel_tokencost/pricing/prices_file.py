@@ -183,12 +183,14 @@ def _provider(entry: Any, where: str, problems: list[str]) -> FileProvider | Non
     else:
         _check_match(match.strip(), f"{where}.match", problems)
     currency = entry.get("currency", "USD")
+    reported = len(problems)
     usd_per_unit = _decimal(entry.get("usd_per_unit", 1), f"{where}.usd_per_unit", problems)
+    a_rate = len(problems) == reported  # else reported once, as no rate at all
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
         problems.append(f"{where}.currency: expected an ISO 4217 code such as USD")
     elif currency.upper() != "USD" and "usd_per_unit" not in entry:
         problems.append(f"{where}.usd_per_unit: required when currency is {currency}")
-    elif currency.upper() == "USD" and usd_per_unit != 1:
+    elif currency.upper() == "USD" and a_rate and usd_per_unit != 1:
         problems.append(f"{where}.usd_per_unit: must be 1 (or left out) when currency is USD")
     prices_from = entry.get("prices_from")
     if prices_from is not None and not (isinstance(prices_from, str) and genai.known_provider(prices_from)):
