@@ -230,9 +230,12 @@ class _Patch:
             return None
         try:
             _read_before_the_post_parser(options, call)
+        except Exception:
+            report_internal_error("reading before a parse() helper's post-parser")
+        try:
             asked = self._inject_stream_usage(options, body, operation, client, endpoint)
         except Exception:
-            report_internal_error("preparing the request")  # the call goes on as the app made it
+            report_internal_error("asking for a stream's usage")  # the call goes on as the app made it
             asked = None
         return call, asked
 
