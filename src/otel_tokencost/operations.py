@@ -153,6 +153,8 @@ class Outcome:
     def finish_reasons(self) -> list[str]:
         """One reason per finished choice, in the choices' order."""
         finished = self.finished
+        if len(finished) < 2:
+            return list(finished.values())
         return [finished[index] for index in sorted(finished)]
 
 
