@@ -881,6 +881,22 @@ def test_extra_paths_from_the_environment(telemetry, server, monkeypatch) -> Non
     assert span.attributes[names.ERROR_TYPE] == "404"  # the local server does not serve this path
 
 
+def test_an_extra_path_that_names_no_path_is_left_out(telemetry, server, monkeypatch, caplog) -> None:
+    """`/` would make every URL that ends in a slash an LLM call."""
+    monkeypatch.setenv("OTEL_TOKENCOST_REQUESTS_PATHS", " / ,/api/generate")
+    RequestsInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    try:
+        requests.post(f"{server.base_url}/", json={"model": "llama3"}, timeout=5)
+        assert telemetry.spans() == ()
+        requests.post(f"{server.base_url}/api/generate", json={"model": "llama3"}, timeout=5)
+    finally:
+        RequestsInstrumentor().uninstrument()
+    assert telemetry.span().name == "chat llama3"
+    assert "OTEL_TOKENCOST_REQUESTS_PATHS entry '/' names no path; left out" in caplog.text
+
+
 def test_no_secret_in_telemetry(traced, server) -> None:
     requests.post(
         f"{server.base_url.replace('http://', 'http://user:pw@')}/chat/completions?api-key={API_KEY}",

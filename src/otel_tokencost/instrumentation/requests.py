@@ -8,6 +8,7 @@ user consumes it, through `iter_lines`, `iter_content`, `.content` or the raw bo
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import weakref
 from collections.abc import Callable, Collection, Iterator
@@ -30,6 +31,7 @@ from .on_import import PatchOnImport, unwrap_own
 PATHS_ENV = "OTEL_TOKENCOST_REQUESTS_PATHS"
 STANDARD_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses", "/responses/compact")
 MAX_TARGETS = 256  # endpoint URLs whose operation and endpoint are kept
+logger = logging.getLogger(__name__)
 
 
 class RequestsInstrumentor(BaseInstrumentor):
@@ -40,8 +42,7 @@ class RequestsInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         self.telemetry = telemetry = Telemetry.for_instrumentor(kwargs)
-        configured = os.environ.get(PATHS_ENV, "").split(",")
-        extra = tuple("/" + suffix.strip().strip("/") for suffix in configured if suffix.strip())
+        extra = _extra_suffixes(os.environ.get(PATHS_ENV, ""))
 
         def apply() -> None:
             self._patch = patch = _Patch(telemetry, extra)
@@ -61,6 +62,19 @@ class RequestsInstrumentor(BaseInstrumentor):
         patch.active = False  # a wrapper another tool wrapped over stays, passing calls through
         unwrap_own(requests.Session, "request", patch.request)
         unwrap_own(requests.Session, "send", patch.send)
+
+
+def _extra_suffixes(setting: str) -> tuple[str, ...]:
+    """OTEL_TOKENCOST_REQUESTS_PATHS: comma-separated path suffixes, each as `/path`. One that names no
+    path (`/`) would make every URL ending in a slash a call: it is reported and left out."""
+    suffixes = []
+    for entry in setting.split(","):
+        path = entry.strip().strip("/")
+        if path:
+            suffixes.append("/" + path)
+        elif entry.strip():
+            logger.warning("otel_tokencost: %s entry %r names no path; left out", PATHS_ENV, entry.strip())
+    return tuple(suffixes)
 
 
 class _Patch:
