@@ -733,6 +733,16 @@ def test_a_large_json_body_read_through_a_stream_keeps_only_its_tail() -> None:
     assert call.outcome.usage == Usage(input_tokens=7)
 
 
+@pytest.mark.parametrize("status", [["completed"], {"state": "completed"}, 7])
+def test_a_responses_status_that_is_not_text_leaves_the_rest_read(status) -> None:
+    outcome = Outcome()
+    RESPONSES.read(
+        outcome, {"model": "m", "status": status, "usage": {"input_tokens": 3, "output_tokens": 2}}
+    )
+    assert (outcome.response_model, outcome.finish_reasons) == ("m", [])
+    assert (outcome.usage.input_tokens, outcome.usage.output_tokens) == (3, 2)
+
+
 def test_a_finish_reason_repeated_by_a_choice_without_index_counts_once() -> None:
     outcome = Outcome()
     for chunk in (

@@ -581,6 +581,57 @@ def test_a_failure_watching_the_stream_never_reaches_the_app(
     assert "reading the end of a response body failed" in caplog.text
 
 
+def sse_body(*events: dict) -> dict:
+    """Headers making the local server answer with these events as SSE, then [DONE]."""
+    body = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+    return {
+        "x-mock-raw-body-b64": base64.b64encode(body.encode()).decode(),
+        "x-mock-content-type": "text/event-stream",
+    }
+
+
+def running_chunk(content: str | None, finish: str | None, completion: int) -> dict:
+    """A chat chunk carrying the usage so far, as Perplexity sends it."""
+    usage = {"prompt_tokens": 12, "completion_tokens": completion, "total_tokens": 12 + completion}
+    choice = {"index": 0, "delta": {"content": content} if content else {}, "finish_reason": finish}
+    return {"id": "c1", "model": "gpt-4o-mini", "choices": [choice], "usage": usage}
+
+
+def test_a_stream_that_repeats_its_running_usage_is_priced_by_the_last(traced, server) -> None:
+    """Usage so far in every chunk, the whole in the finishing one: the chunks before it are older."""
+    events = [
+        running_chunk("Hello", None, 1),
+        running_chunk(" world", None, 2),
+        running_chunk("!", "stop", 3),
+    ]
+    response = post(server, "/chat/completions", chat_body(stream=True), sse_body(*events), stream=True)
+    assert len([line for line in response.iter_lines() if line]) == 4
+    span = traced.span()
+    assert (span.attributes[names.USAGE_INPUT_TOKENS], span.attributes[names.USAGE_OUTPUT_TOKENS]) == (12, 3)
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 12, 3))
+
+
+def test_a_stream_read_with_content_captured_records_all_its_text(telemetry, server, monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    RequestsInstrumentor().instrument(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    events = [
+        running_chunk("Hello", None, 1),
+        running_chunk(" world", None, 2),
+        running_chunk("!", "stop", 3),
+    ]
+    try:
+        response = post(server, "/chat/completions", chat_body(stream=True), sse_body(*events), stream=True)
+        response.content  # noqa: B018
+    finally:
+        RequestsInstrumentor().uninstrument()
+    output = json.loads(telemetry.span().attributes[names.OUTPUT_MESSAGES])
+    assert output == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "Hello world!"}], "finish_reason": "stop"}
+    ]
+
+
 def test_stream_without_usage_event(traced, server) -> None:
     response = post(server, "/chat/completions", chat_body(stream=True), {"x-mock-chunks": "5"}, stream=True)
     assert sum(1 for line in response.iter_lines() if line) == 5 + 2 + 1  # words, role, finish, [DONE]

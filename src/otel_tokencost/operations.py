@@ -266,9 +266,9 @@ def _read_response(outcome: Outcome, body: Any) -> None:
     outcome.response_model = body.get("model") or outcome.response_model
     outcome.response_id = body.get("id") or outcome.response_id
     outcome.service_tier = _text(body.get("service_tier")) or outcome.service_tier
-    status = body.get("status")
+    status = _text(body.get("status"))
     if status and status not in UNFINISHED_STATUSES:
-        outcome.finished = {0: str(status)}
+        outcome.finished = {0: status}
         if status == "failed":  # answered, but the response failed: its error's code is the call's
             code = get(body.get("error"), "code")
             outcome.failure = code if isinstance(code, str) and code else "failed"

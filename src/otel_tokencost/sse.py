@@ -1,7 +1,8 @@
 """Server-sent events watched as raw bytes pass by, for transports whose streams are never modified.
 
 Only the events that can carry what the span needs are decoded: the first (model, id), any that
-finishes a choice, and the last two (usage, Responses' `response.completed`). Memory is bounded: one
+finishes a choice, and the last two after it (usage, Responses' `response.completed`); every event where
+message content is captured (each carries a piece of the text). Memory is bounded: one
 partial line (capped) and two event lines, however long the stream. A line is kept as it came: its
 payload is cut out (a copy) only for an event that is read.
 """
@@ -23,7 +24,7 @@ finishes_a_choice = re.compile(rb'"finish_reason"\s*:\s*"').search
 class SSEObserver:
     """Feeds a call with the events of an OpenAI-compatible SSE body, chunk by chunk."""
 
-    __slots__ = ("_call", "_first_done", "_last", "_previous", "_tail", "_tail_size")
+    __slots__ = ("_call", "_every", "_first_done", "_last", "_previous", "_tail", "_tail_size")
 
     def __init__(self, call: Call) -> None:
         self._call = call
@@ -32,6 +33,7 @@ class SSEObserver:
         self._first_done = False
         self._previous: bytes | None = None
         self._last: bytes | None = None
+        self._every = call.telemetry.capture_content  # then each event's text is recorded: read them all
 
     def feed(self, data: bytes) -> None:
         """Take the next bytes of the body, as the user reads them."""
@@ -68,11 +70,12 @@ class SSEObserver:
             line = line.rstrip()
             if not line.endswith(b"}"):
                 return  # not an object: no event to read
-        if not self._first_done:
+        if self._every or not self._first_done:
             self._first_done = True
             self._read(line)
         elif finishes_a_choice(line):
             self._read(line)
+            self._previous = self._last = None  # older than this one: a running usage total before it
         else:
             self._previous, self._last = self._last, line
 
