@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
-from urllib.parse import urlsplit
 
 from .tables import money, render
 
@@ -79,8 +78,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
 
 def _url_problem(url: str) -> str | None:
     """What makes `url` unusable as a base URL (a port out of range, an unclosed IPv6 bracket), or None."""
+    from .pricing.prices_file import address
+
     try:
-        urlsplit(url).port  # noqa: B018 - raises what is wrong with the URL
+        address(url)
     except ValueError as error:
         return str(error)
     return None

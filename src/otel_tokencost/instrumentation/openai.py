@@ -322,14 +322,10 @@ class _Patch:
             # `with_raw_response`: the body is read and parse() caches, so this costs the user nothing.
             try:
                 call.read(response.parse())
-            except (
-                Exception
-            ):  # unless a parse() helper's refusal (read first), the app's to meet as it parses
-                if (
-                    getattr(getattr(response, "_options", None), "post_parser", None).__class__
-                    is not _ReadFirst
-                ):
-                    report_internal_error("reading the openai result")
+            except Exception:
+                post_parser = getattr(getattr(response, "_options", None), "post_parser", None)
+                if post_parser.__class__ is not _ReadFirst:  # else a parse() helper's refusal, read first:
+                    report_internal_error("reading the openai result")  # the app meets it as it parses
             call.end()
             return response
         return RawResponseProxy(response, call, self, hide_usage_chunk)

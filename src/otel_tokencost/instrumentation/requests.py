@@ -238,9 +238,8 @@ class RawProxy(wrapt.ObjectProxy):
         return self._self_watch.follow(self.__wrapped__.stream(*args, **kwargs))
 
     def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
-        data = self._self_reading(self.__wrapped__.read, amt, *args, **kwargs)
-        self._self_watch.feed(data)
-        if amt is None or not data:
+        data = self._self_fed(self.__wrapped__.read, amt, *args, **kwargs)
+        if amt is None:  # the whole rest of the body
             self._self_watch.end()
         return data
 
@@ -292,8 +291,8 @@ class RawProxy(wrapt.ObjectProxy):
 
     def _self_readlines(self, readlines: Callable[..., list[bytes]], hint: int | None = -1) -> list[bytes]:
         lines = self._self_reading(readlines, hint)
-        self._self_watch.feed(b"".join(lines))
-        if not lines or hint is None or hint <= 0:  # all the lines there were
+        self._self_seen(b"".join(lines))
+        if hint is None or hint <= 0:  # all the lines there were
             self._self_watch.end()
         return lines
 
