@@ -1362,6 +1362,91 @@ def test_with_streaming_response_read_in_part_then_closed(instrumented, client) 
     assert span.status.status_code == StatusCode.UNSET
 
 
+def test_a_body_an_event_hook_read_first_is_priced(instrumented, server) -> None:
+    """An HTTP client whose response hook reads the body (logging, say) hands the SDK a body read already:
+    it is priced all the same, however the app then reads it."""
+    http_client = openai.DefaultHttpxClient(event_hooks={"response": [lambda response: response.read()]})
+    client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, http_client=http_client)
+    with (
+        client,
+        client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(15, 7)
+        ) as response,
+    ):
+        assert response.json()["usage"]["prompt_tokens"] == 15
+    assert_priced(instrumented.span(), "gpt-4o-mini", 15, 7)
+
+
+def _http_response_class() -> type:
+    """The HTTP response class the SDK hands over for `cast_to`: httpx2's in openai 3, else httpx's."""
+    try:
+        from openai._httpx2 import http_response_types
+    except ImportError:
+        import httpx
+
+        return httpx.Response
+    return http_response_types()[0]
+
+
+@pytest.mark.parametrize("usage_asked", [False, True])
+def test_a_stream_asked_for_as_the_http_response_is_handed_over_as_sent(
+    instrumented, client, usage_asked: bool
+) -> None:
+    """`client.post(..., cast_to=httpx.Response)`: the app reads the body as the provider sent it (no
+    usage asked for on its behalf), and it is priced as it is read when the app asks for usage."""
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    if usage_asked:
+        body["stream_options"] = {"include_usage": True}
+
+    def lines() -> list[str]:
+        response = client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=_http_response_class(),
+            stream=True,
+            options={"headers": {"x-mock-chunks": "3", **usage_header(15, 7)}},
+        )
+        return [re.sub(r'"(id|created)":("[^"]*"|[0-9]+)', "", line) for line in response.iter_lines()]
+
+    with suppress_instrumentation():
+        bare = lines()
+    assert lines() == bare and len(bare) == 2 * (3 + 3 + usage_asked)  # role, words, finish, usage, [DONE]
+    span = instrumented.span()  # ended with the body
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
+    if usage_asked:
+        assert_priced(span, "gpt-4o-mini", 15, 7)
+    else:
+        assert names.USAGE_INPUT_TOKENS not in span.attributes
+
+
+def test_a_response_asked_for_as_the_http_response_is_priced(instrumented, client) -> None:
+    response = client.post(
+        "/chat/completions",
+        body={"model": "gpt-4o-mini", "messages": MESSAGES},
+        cast_to=_http_response_class(),
+        options={"headers": usage_header(15, 7)},
+    )
+    assert response.json()["usage"]["completion_tokens"] == 7
+    assert_priced(instrumented.span(), "gpt-4o-mini", 15, 7)
+
+
+def test_the_module_level_client_is_measured_where_its_calls_go(instrumented, server, monkeypatch) -> None:
+    """`openai.chat.completions.create` goes to `openai.base_url` as it is at each call, not as it was
+    when the module-level client was made: so do its span's address and its price."""
+    monkeypatch.setattr(openai, "_client", None)
+    monkeypatch.setattr(openai, "api_key", API_KEY)
+    monkeypatch.setattr(openai, "base_url", f"{server.base_url}/")  # read as it is: its slash too
+    monkeypatch.setattr(openai, "max_retries", 0)
+    openai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    elsewhere = f"{server.base_url}/".replace("127.0.0.1", "localhost")
+    monkeypatch.setattr(openai, "base_url", elsewhere)
+    openai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(15, 7))
+    first, second = instrumented.spans()
+    assert first.attributes[names.SERVER_ADDRESS] == "127.0.0.1"
+    assert second.attributes[names.SERVER_ADDRESS] == "localhost"
+    assert_priced(second, "gpt-4o-mini", 15, 7)
+
+
 async def test_with_streaming_response_cut_mid_stream_records_the_error(
     instrumented, client, async_client
 ) -> None:

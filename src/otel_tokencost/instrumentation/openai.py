@@ -18,7 +18,7 @@ from typing import Any
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from ..bodies import BodyWatch
+from ..bodies import BodyWatch, read_body
 from ..budgets import BudgetExceededError
 from ..engine import Call, current_call, report_internal_error
 from ..locks import fork_safe_lock
@@ -106,7 +106,8 @@ class _Patch:
         self.telemetry = telemetry
         self.inject_usage = inject_usage
         self.active = True  # False once uninstrumented: calls pass through untouched
-        self._endpoints: dict[int, tuple[Any, Endpoint]] = {}
+        self._endpoints: dict[Any, tuple[Any, Endpoint]] = {}  # by base-URL object's id, or URL text
+        self._stores_base_url: dict[type, bool] = {}  # by client class: see `_stores_base_url`
         self._refusing: set[str] = set()  # base URLs whose provider refused `stream_options`
         self._reads_headers = False
         self._lock = fork_safe_lock()
@@ -125,6 +126,15 @@ class _Patch:
         self.raw_types = (LegacyAPIResponse, BaseAPIResponse)
         self.legacy_type = LegacyAPIResponse
         self.raw_response_header = RAW_RESPONSE_HEADER
+        try:  # the HTTP response classes the app may ask for (`cast_to`): httpx2's, and httpx's too
+            from openai._httpx2 import http_response_types
+        except ImportError:  # openai before 3
+            import httpx
+
+            def http_response_types() -> tuple[type, ...]:
+                return (httpx.Response,)
+
+        self.http_response_types = http_response_types
 
     def sync_request(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         started = self._start(instance, args, kwargs)
@@ -233,7 +243,8 @@ class _Patch:
         except Exception:
             report_internal_error("reading before a parse() helper's post-parser")
         try:
-            asked = self._inject_stream_usage(options, body, operation, client, endpoint)
+            cast_to = args[0] if args else kwargs.get("cast_to")
+            asked = self._inject_stream_usage(options, cast_to, body, operation, client, endpoint)
         except Exception:
             report_internal_error("asking for a stream's usage")  # the call goes on as the app made it
             asked = None
@@ -249,35 +260,45 @@ class _Patch:
 
     def _endpoint(self, client: Any) -> Endpoint:
         """The client's Endpoint, keyed by its base-URL object so that a call skips URL formatting."""
-        # The base URL as the client stores it, which its `base_url` property returns: openai 3.x's
-        # property imports a module on each access (and later 3.x's `_base_url` goes through it).
-        state = client.__dict__
-        url = state.get("_configured_base_url") or state.get("_base_url") or client.base_url
-        cached = self._endpoints.get(id(url))
-        if cached is not None and cached[0] is url:
+        cls = type(client)
+        stores = self._stores_base_url.get(cls)
+        if stores is None:
+            stores = self._stores_base_url[cls] = _stores_base_url(cls)
+        if stores:
+            # The base URL as the client stores it, which its `base_url` property returns: openai 3.x's
+            # property imports a module on each access (and later 3.x's `_base_url` goes through it).
+            state = client.__dict__
+            url = state.get("_configured_base_url") or state.get("_base_url") or client.base_url
+            key: Any = id(url)
+        else:  # a property of its own (the module-level client's reads `openai.base_url`): asked each call
+            url = key = str(client.base_url)
+        cached = self._endpoints.get(key)
+        if cached is not None and (key is url or cached[0] is url):
             return cached[1]
         endpoint = self.telemetry.endpoint(str(url))
         if len(self._endpoints) >= MAX_ENDPOINTS:
             self._endpoints.clear()
-        self._endpoints[id(url)] = (url, endpoint)  # holding the URL keeps its id from being reused
+        self._endpoints[key] = (url, endpoint)  # holding the URL keeps its id from being reused
         return endpoint
 
     def _inject_stream_usage(
-        self, options: Any, body: dict, operation: Operation, client: Any, endpoint: Endpoint
+        self, options: Any, cast_to: Any, body: dict, operation: Operation, client: Any, endpoint: Endpoint
     ) -> _UsageAsked | None:
         """Ask for usage on a stream that did not (in its body or its `extra_body`, which `body` merges);
         what was asked for when the extra usage chunk must be hidden, else None.
 
-        Not for `with_streaming_response`, which hands the app the body as it comes: the app would read
-        the extra chunk (its raw body is priced when the request itself asks for usage). Nor of a provider
-        that reports it unasked (DeepSeek, Groq, OpenRouter, ...), nor where the provider refuses the
-        request for it (Mistral, Azure OpenAI before 2024-09-01, and any endpoint that has refused it
-        before).
+        Not for `with_streaming_response` or `cast_to=httpx.Response`, which hand the app the body as it
+        comes: the app would read the extra chunk (a raw body is priced when the request asks for usage).
+        Nor of a provider that reports it unasked (DeepSeek, Groq, OpenRouter, ...), nor where the provider
+        refuses the request for it (Mistral, Azure OpenAI before 2024-09-01, and any endpoint that has
+        refused it before).
         """
         if not (self.inject_usage and operation.accepts_stream_options and body.get("stream") is True):
             return None
         headers = options.headers
         if isinstance(headers, Mapping) and headers.get(self.raw_response_header) == "stream":
+            return None
+        if cast_to in self.http_response_types():
             return None
         stream_options = body.get("stream_options")
         if stream_options is not None and (
@@ -311,11 +332,23 @@ class _Patch:
             if isinstance(result, self.raw_types):
                 return self._raw_response(call, result, hide_usage_chunk)
             call.read(result)
+            if call.outcome.response_model is None and isinstance(result, self.http_response_types()):
+                return self._http_response(call, result)  # `cast_to=httpx.Response`: read nothing yet
             call.end()
         except Exception:
             report_internal_error("reading the openai result")
             call.end()
         return result
+
+    def _http_response(self, call: Call, http_response: Any) -> Any:
+        """The HTTP response itself, asked for with `cast_to=httpx.Response`: its body read as the app
+        reads it, the call ended when the body ends or the response is dropped."""
+        watch = _watch_body(http_response, call)
+        if watch is None:  # read already, as the SDK reads a body it does not stream
+            call.end()
+        else:
+            weakref.finalize(http_response, watch.end)
+        return http_response
 
     def _raw_response(self, call: Call, response: Any, hide_usage_chunk: bool) -> Any:
         if isinstance(response, self.legacy_type) and not response._stream:
@@ -343,7 +376,7 @@ class RawResponseProxy(wrapt.ObjectProxy):
         self._self_parsed: Any = None  # what `parse()` returned, handed out again as the SDK does
         self._self_awaited = False  # `parse()` is a coroutine function (an async client's response)
         self._self_followed = False  # a parsed stream follows the call from here on
-        self._self_watch = _watch_body(response, call)
+        self._self_watch = _watch_body(response.http_response, call)
 
     def parse(self, **kwargs: Any) -> Any:
         if self._self_parsed is not None and not kwargs:
@@ -459,6 +492,13 @@ def _hides_usage(asked: _UsageAsked | None) -> bool:
     return asked is not None and not asked.undone
 
 
+def _stores_base_url(cls: type) -> bool:
+    """Whether a client class's `base_url` is the SDK's own property, which returns the URL the client
+    stores; not a subclass's own (the module-level client's, which reads `openai.base_url` each call)."""
+    owner = next((kind for kind in cls.__mro__ if "base_url" in kind.__dict__), None)
+    return owner is not None and owner.__module__ in ("openai._base_client", "openai._client")
+
+
 def _api_version(client: Any, options: Any) -> Any:
     """The `api-version` query parameter the request goes with (Azure OpenAI's), if any."""
     params = options.params
@@ -469,12 +509,13 @@ def _api_version(client: Any, options: Any) -> Any:
     return version
 
 
-def _watch_body(response: Any, call: Call) -> BodyWatch | None:
-    """Watch the body of a response the SDK hands over unread, as the app reads it. Every way of reading
-    it (the response's `read`, `json`, `iter_lines`, ..., or its httpx response's) goes through httpx's
-    `iter_bytes` or `aiter_bytes`: both are shadowed on that one httpx response object."""
-    http_response = getattr(response, "http_response", None)
-    if http_response is None or http_response.is_stream_consumed:
+def _watch_body(http_response: Any, call: Call) -> BodyWatch | None:
+    """Watch the body of an HTTP response the SDK hands over, as the app reads it. Every way of reading
+    it (the SDK response's `read`, `json`, `iter_lines`, ..., or the httpx response's) goes through httpx's
+    `iter_bytes` or `aiter_bytes`: both are shadowed on that one httpx response object. A body read
+    already (by an event hook, or a transport that hands it over whole) is read at once: None then."""
+    if http_response.is_stream_consumed:
+        read_body(call, http_response.content)
         return None
     watch = BodyWatch(call, http_response.headers.get("content-type") or "")
     # The class's methods and a weak reference: the response must not hold itself in a reference cycle.
