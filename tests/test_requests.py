@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import gc
+import gzip
 import io
 import json
+import shutil
+import zlib
 from decimal import Decimal
 
 import pytest
@@ -13,6 +16,7 @@ import requests
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 
+import otel_tokencost
 from otel_tokencost import RequestsInstrumentor, names
 
 from conftest import API_KEY, genai_cost
@@ -821,6 +825,159 @@ def test_a_json_body_however_it_is_labelled_is_priced(
     assert span.attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 300, 40))
 
 
+def compressed(data: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(data)
+    return zlib.compress(data)  # `deflate` is zlib's format
+
+
+RAW_COMPRESSED_READS = {
+    "read": lambda raw: raw.read(),
+    "read in pieces": lambda raw: b"".join(iter(lambda: raw.read(16), b"")),
+    "read1": lambda raw: b"".join(iter(lambda: raw.read1(16), b"")),
+    "readinto": read_into,
+    "stream": lambda raw: b"".join(raw.stream(16)),
+    "copyfileobj": lambda raw: copied(raw),
+    "data": lambda raw: raw.data,
+}
+
+
+def copied(raw) -> bytes:
+    target = io.BytesIO()
+    shutil.copyfileobj(raw, target)
+    return target.getvalue()
+
+
+@pytest.mark.parametrize("read", RAW_COMPRESSED_READS)
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("kind", ["json", "sse"])
+def test_a_compressed_body_relayed_as_it_came_is_priced(traced, server, read, encoding, kind) -> None:
+    """A gateway relays the provider's body as it came, compressed (`raw` reads do not decode unless
+    asked): the app gets those bytes untouched, and the call is priced from the decoded body."""
+    if kind == "json":
+        text, content_type = completion_text(), "application/json"
+    else:
+        text = "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in sse_chunks()) + "data: [DONE]\n\n"
+        content_type = "text/event-stream"
+    sent = compressed(text.encode(), encoding)
+    headers = {
+        "x-mock-raw-body-b64": base64.b64encode(sent).decode(),
+        "x-mock-content-type": content_type,
+        "x-mock-response-headers": json.dumps({"Content-Encoding": encoding}),
+    }
+    response = post(server, "/chat/completions", chat_body(stream=kind == "sse"), headers, stream=True)
+    assert RAW_COMPRESSED_READS[read](response.raw) == sent
+    response.close()
+    span = traced.span()
+    assert (span.attributes[names.USAGE_INPUT_TOKENS], span.attributes[names.USAGE_OUTPUT_TOKENS]) == (
+        300,
+        40,
+    )
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 300, 40))
+
+
+def sse_chunks() -> list[dict]:
+    """A chat stream's chunks: a word, the finish, and the usage."""
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "model": "gpt-4o-mini"}
+    usage = {"prompt_tokens": 300, "completion_tokens": 40, "total_tokens": 340}
+    return [
+        {**chunk, "choices": [{"index": 0, "delta": {"content": "Quarante"}, "finish_reason": None}]},
+        {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {**chunk, "choices": [], "usage": usage},
+    ]
+
+
+def test_a_compressed_body_decoded_by_urllib3_is_not_decoded_again(traced, server) -> None:
+    sent = completion_text().encode()
+    headers = {
+        "x-mock-raw-body-b64": base64.b64encode(gzip.compress(sent)).decode(),
+        "x-mock-content-type": "application/json",
+        "x-mock-response-headers": json.dumps({"Content-Encoding": "gzip"}),
+    }
+    response = post(server, "/chat/completions", chat_body(), headers, stream=True)
+    assert response.raw.read(decode_content=True) == sent
+    response.close()
+    assert traced.span().attributes[names.USAGE_INPUT_TOKENS] == 300
+
+
+def test_a_raw_body_read_for_nothing_first_is_still_priced(traced, server) -> None:
+    """A read of no bytes (a probe) is not the end of the body."""
+    response = post(server, "/chat/completions", chat_body(), usage(300, 40), stream=True)
+    assert response.raw.read(0) == b""
+    assert json.loads(b"".join(iter(lambda: response.raw.read(64), b"")))["usage"]["prompt_tokens"] == 300
+    assert traced.span().attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 300, 40))
+
+
+def test_a_body_read_through_urllib3s_json_is_priced(traced, server) -> None:
+    response = post(server, "/chat/completions", chat_body(), usage(300, 40), stream=True)
+    assert response.raw.json()["usage"]["completion_tokens"] == 40
+    assert traced.span().attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 300, 40))
+
+
+def test_a_stream_read_to_its_done_line_ends_the_call_there(traced, server) -> None:
+    """The usual SSE loop stops at `data: [DONE]` and keeps the response: the call ends at that line,
+    so the block's Spend counts it before the response is closed or dropped."""
+    body = chat_body(stream=True, stream_options={"include_usage": True})
+    with otel_tokencost.track(tracking_id="done-line") as spend:
+        response = post(server, "/chat/completions", body, {**HEADERS, "x-mock-chunks": "6"}, stream=True)
+        for line in response.iter_lines():
+            if line == b"data: [DONE]":
+                break
+        span = traced.span()  # ended already
+        assert spend.calls == 1 and spend.output_tokens == 6
+    assert span.attributes[names.USAGE_OUTPUT_TOKENS] == 6
+    response.close()
+    assert len(traced.spans()) == 1
+
+
+class StreamingSession(requests.Session):
+    """Streams every response, whatever the app asked: a gateway's client that relays as it reads."""
+
+    def send(self, request, **kwargs):
+        return super().send(request, **{**kwargs, "stream": True})
+
+
+def test_a_session_that_streams_in_send_gets_its_body_unread(traced, server) -> None:
+    """What `send` streamed stays for the app to read as it comes: the call is priced as it reads."""
+    with StreamingSession() as session:
+        url, headers = f"{server.base_url}/chat/completions", {**HEADERS, "x-mock-chunks": "3"}
+        body = chat_body(stream=True, stream_options={"include_usage": True})
+        response = session.post(url, json=body, headers=headers, timeout=10)
+        assert response._content is False  # not read on the app's behalf
+        assert traced.spans() == ()
+        lines = [line for line in response.iter_lines() if line]
+    assert len(lines) == 3 + 4  # role, words, finish, usage, [DONE]
+    assert traced.span().attributes[names.USAGE_OUTPUT_TOKENS] == 3
+
+
+def test_a_response_served_from_a_cache_was_not_billed(traced, server) -> None:
+    """A cache's response (requests-cache marks it `from_cache`) has a span but no usage and no cost."""
+
+    class CachingSession(requests.Session):
+        def send(self, request, **kwargs):
+            response = super().send(request, **kwargs)
+            response.from_cache = True
+            return response
+
+    with CachingSession() as session:
+        url = f"{server.base_url}/chat/completions"
+        response = session.post(url, json=chat_body(), headers=usage(300, 40), timeout=10)
+    assert response.json()["usage"]["prompt_tokens"] == 300
+    span = traced.span()
+    assert span.attributes[names.REQUEST_MODEL] == "gpt-4o-mini"
+    assert names.USAGE_INPUT_TOKENS not in span.attributes and names.USAGE_COST_AMOUNT not in span.attributes
+    assert traced.points(names.METRIC_COST) == []
+
+
+def test_a_response_hook_that_raises_for_status_keeps_the_status_as_error_type(traced, server) -> None:
+    with requests.Session() as session:
+        session.hooks["response"].append(lambda response, **kwargs: response.raise_for_status())
+        url = f"{server.base_url}/chat/completions"
+        with pytest.raises(requests.HTTPError):
+            session.post(url, json=chat_body(), headers={"x-mock-status": "429"}, timeout=10)
+    assert traced.span().attributes[names.ERROR_TYPE] == "429"
+
+
 def test_cut_stream_records_the_error(traced, server) -> None:
     response = post(
         server, "/chat/completions", chat_body(stream=True), {"x-mock-cut-after": "2"}, stream=True
@@ -907,7 +1064,13 @@ def test_non_llm_requests_make_no_span(traced, server) -> None:
     requests.get(f"{server.base_url}/chat/completions", timeout=5)
     requests.post(f"{server.base_url}/files", json={"purpose": "x"}, timeout=5)
     requests.post(f"{server.base_url}/chat/completions/extra", json=chat_body(), timeout=5)
+    requests.post(f"{server.base_url}/login?next=/v1/chat/completions", json=chat_body(), timeout=5)
     assert traced.spans() == ()
+
+
+def test_a_url_with_a_fragment_is_a_call(traced, server) -> None:
+    post(server, "/chat/completions#section", chat_body(), usage(300, 40))
+    assert traced.span().attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4o-mini", 300, 40))
 
 
 def test_suppressed_instrumentation_makes_no_span(traced, server) -> None:

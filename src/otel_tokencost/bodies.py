@@ -8,7 +8,7 @@ the body does (or when the app closes it), with what was seen.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from .engine import Call, report_internal_error
@@ -31,13 +31,16 @@ class BodyWatch:
         self._error_type = error_type
 
     def feed(self, data: bytes) -> None:
-        """The next bytes the app read."""
+        """The next bytes the app read: the call ends as they end an event stream (`data: [DONE]`)."""
         observer = self._observer
         if observer is not None:
             try:
-                observer.feed(data)
+                done = observer.feed(data)
             except Exception:
                 report_internal_error("reading a response body")
+                return
+            if done:
+                self.end()
 
     def end(self) -> None:
         """The body ended, or the app is done with it: read what was seen and end the call (once)."""
@@ -50,11 +53,14 @@ class BodyWatch:
             report_internal_error("reading the end of a response body")
         self.call.end(error_type=self._error_type)
 
-    def follow(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
-        """`pieces` unchanged, watched; the call ends with them, or with the error they raise."""
+    def follow(
+        self, pieces: Iterator[bytes], decode: Callable[[bytes], bytes] | None = None
+    ) -> Iterator[bytes]:
+        """`pieces` unchanged, watched (`decode`d first, when they are compressed); the call ends with
+        them, or with the error they raise."""
         with self:
             for data in pieces:
-                self.feed(data)
+                self.feed(data if decode is None else decode(data))
                 yield data
 
     async def follow_async(self, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -135,9 +141,9 @@ class JSONObserver:
         self._pieces: deque[bytes] = deque()
         self._kept = self._seen = 0
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> bool:
         if not data:
-            return
+            return False
         self._pieces.append(data)
         self._kept += len(data)
         self._seen += len(data)
@@ -145,6 +151,7 @@ class JSONObserver:
             pieces = self._pieces
             while self._kept - len(pieces[0]) >= TAIL_WINDOW:
                 self._kept -= len(pieces.popleft())
+        return False
 
     def finish(self) -> None:
         body = b"".join(self._pieces)
@@ -162,15 +169,15 @@ class SniffingObserver:
         self._call = call
         self._observer: JSONObserver | SSEObserver | None = None
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> bool:
         observer = self._observer
         if observer is None:
             start = data.lstrip()[:1]
             if not start:
-                return  # blank so far: it says nothing, and neither reading misses it
+                return False  # blank so far: it says nothing, and neither reading misses it
             observer = JSONObserver(self._call) if start == b"{" else SSEObserver(self._call)
             self._observer = observer
-        observer.feed(data)
+        return observer.feed(data)
 
     def finish(self) -> None:
         if self._observer is not None:

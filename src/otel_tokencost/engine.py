@@ -388,7 +388,13 @@ class Call:
 
 
 def _error_type(error: BaseException) -> str:
+    """An HTTP error's status code (the SDK's errors carry it, `raise_for_status()`'s their response),
+    else the exception's qualified class name."""
     status = getattr(error, "status_code", None)
+    if status is None:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status.__class__ is int and status < 400:  # too many redirects, say: no error status
+            status = None
     if status.__class__ is int:
         return str(status)
     cls = type(error)

@@ -35,13 +35,14 @@ class SSEObserver:
         self._last: bytes | None = None
         self._every = call.telemetry.capture_content  # then each event's text is recorded: read them all
 
-    def feed(self, data: bytes) -> None:
-        """Take the next bytes of the body, as the user reads them."""
+    def feed(self, data: bytes) -> bool:
+        """Take the next bytes of the body, as the user reads them; True once the stream says it is done
+        (`data: [DONE]`): nothing after it is read, and the call can end as the app reads that line."""
         if not data:
-            return
+            return False
         if b"\n" not in data:  # a long line read in small pieces: kept, not copied at every piece
             self._keep(data)
-            return
+            return False
         if self._tail:
             self._tail.append(data)
             data = b"".join(self._tail)
@@ -51,9 +52,10 @@ class SSEObserver:
         unended = lines.pop()
         if unended:
             self._keep(unended)
-        for line in lines:
-            if line.startswith(b"data:"):
-                self._event(line)
+        for line in lines:  # noqa: SIM110 - a loop, not any(): no generator made per piece read
+            if line.startswith(b"data:") and self._event(line):
+                return True
+        return False
 
     def _keep(self, piece: bytes) -> None:
         """Keep a piece of the unended line, unless the line grows past MAX_LINE (then drop it)."""
@@ -64,12 +66,12 @@ class SSEObserver:
         elif piece:
             self._tail.append(piece)
 
-    def _event(self, line: bytes) -> None:
-        """Read, keep or skip a `data:` line."""
+    def _event(self, line: bytes) -> bool:
+        """Read, keep or skip a `data:` line; True when it is `[DONE]`, the stream's end."""
         if not line.endswith(b"}"):  # `[DONE]`, no payload, or an object followed by whitespace
             line = line.rstrip()
             if not line.endswith(b"}"):
-                return  # not an object: no event to read
+                return line[5:].strip() == b"[DONE]"  # not an object: no event to read
         if self._every or not self._first_done:
             self._first_done = True
             self._read(line)
@@ -78,6 +80,7 @@ class SSEObserver:
             self._previous = self._last = None  # older than this one: a running usage total before it
         else:
             self._previous, self._last = self._last, line
+        return False
 
     def finish(self) -> None:
         """The body ended: read the trailing events (usage comes last)."""

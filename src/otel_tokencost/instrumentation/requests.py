@@ -111,10 +111,7 @@ class _Patch:
         body = kwargs.get("json")
         if not isinstance(body, dict):
             body = kwargs.get("data")
-        streamed = kwargs.get("stream")
-        return self._measure(
-            wrapped, args, kwargs, path, body, instance.stream if streamed is None else streamed
-        )
+        return self._measure(wrapped, args, kwargs, path, body)
 
     def send(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         request = args[0] if args else kwargs.get("request")
@@ -123,26 +120,29 @@ class _Patch:
         path = self._llm_path(getattr(request, "url", None))
         if path is None or current_call() is not None or not self.active:
             return wrapped(*args, **kwargs)  # not a call, or inside one that `request` measures
-        return self._measure(wrapped, args, kwargs, path, request.body, kwargs.get("stream", instance.stream))
+        return self._measure(wrapped, args, kwargs, path, request.body)
 
     def _llm_path(self, url: Any) -> str | None:
-        """The URL without its query when it names an OpenAI-compatible endpoint, else None."""
+        """The URL without its query and fragment when its path names an OpenAI-compatible endpoint, else
+        None."""
         if url.__class__ is not str:
             return None
-        if url.endswith(self.suffixes):
-            return url
-        if "?" not in url and not url.endswith("/"):
-            return None  # the common case, decided without a copy of the URL
-        path = url.split("?", 1)[0].rstrip("/")
+        plain = "?" not in url and "#" not in url
+        if plain:  # the common case, decided without a copy of the URL
+            if url.endswith(self.suffixes):
+                return url
+            if not url.endswith("/"):
+                return None
+        path = url.split("#", 1)[0].split("?", 1)[0].rstrip("/")
         return path if path.endswith(self.suffixes) else None
 
-    def _measure(self, wrapped: Any, args: tuple, kwargs: dict, path: str, body: Any, streamed: bool) -> Any:
+    def _measure(self, wrapped: Any, args: tuple, kwargs: dict, path: str, body: Any) -> Any:
         call = self._start(body, path)
         if call is None:
             return wrapped(*args, **kwargs)
         response = call.invoke(wrapped, args, kwargs)
         try:
-            _follow(call, response, streamed=bool(streamed))
+            _follow(call, response)
         except Exception:
             report_internal_error("reading the requests response")
             call.end()
@@ -193,13 +193,21 @@ def _json_body(raw_body: Any, capture_content: bool) -> dict:
     return decode_object(raw_body) or {}
 
 
-def _follow(call: Call, response: Any, streamed: bool) -> None:
-    """Finish the call from a body `send` already read, or watch a streamed one as the user reads it."""
+def _follow(call: Call, response: Any) -> None:
+    """Finish the call from a body read already, or watch a streamed one as the user reads it.
+
+    `send` reads the body unless it streams (as the app asks, or a `send` override decides); a response
+    hook or an override may have read a streamed one. A response a cache served (requests-cache's
+    `from_cache`) was not billed: its call has no usage and no cost.
+    """
     status = response.status_code
-    error_type = str(status) if status >= 400 else None
-    call.read_headers(response.headers)
-    # Streamed, the body is unread unless a response hook or a `send` override read it already.
-    content = response.content if not streamed else getattr(response, "_content", False)
+    error_type = str(status) if status.__class__ is int and status >= 400 else None
+    if getattr(response, "from_cache", False) is True:
+        call.end(error_type=error_type)
+        return
+    headers = response.headers
+    call.read_headers(headers)
+    content = getattr(response, "_content", False)
     if content is not False:
         read_body(call, content)
         call.end(error_type=error_type)
@@ -207,8 +215,8 @@ def _follow(call: Call, response: Any, streamed: bool) -> None:
     if response.raw is None:  # a transport adapter's response without a body
         call.end(error_type=error_type)
         return
-    watch = BodyWatch(call, response.headers.get("content-type") or "", error_type)
-    response.raw = RawProxy(response.raw, watch)
+    watch = BodyWatch(call, headers.get("content-type") or "", error_type)
+    response.raw = RawProxy(response.raw, watch, headers.get("content-encoding"))
     weakref.finalize(response, watch.end)  # a response dropped unclosed ends its span with what was read
 
 
@@ -217,28 +225,32 @@ class RawProxy(wrapt.ObjectProxy):
 
     It is urllib3's response unless a transport adapter hands on a plain file object instead: then
     the proxy has no `stream` or `release_conn` either, so that `requests` reads it as it would the
-    file (a method the file lacks must stay absent, not fail when called).
+    file (a method the file lacks must stay absent, not fail when called). What the app reads still
+    compressed (urllib3 decodes only when asked: `requests` asks in `iter_content`, not in `raw.read`)
+    is decoded, a copy, for the watch.
     """
 
-    def __init__(self, raw: Any, watch: BodyWatch) -> None:
+    def __init__(self, raw: Any, watch: BodyWatch, content_encoding: str | None = None) -> None:
         super().__init__(raw)
         self._self_watch = watch
+        self._self_decoding = _Decoding.of(content_encoding)
 
     @property
     def stream(self) -> Callable[..., Iterator[bytes]]:
-        self.__wrapped__.stream  # noqa: B018 - AttributeError (absent) on a plain file object
-        return self._self_stream
+        return functools.partial(self._self_follow, self.__wrapped__.stream)  # absent on a plain file
+
+    @property
+    def read_chunked(self) -> Callable[..., Iterator[bytes]]:
+        return functools.partial(self._self_follow, self.__wrapped__.read_chunked)
 
     @property
     def release_conn(self) -> Callable[[], None]:
-        self.__wrapped__.release_conn  # noqa: B018 - likewise
+        self.__wrapped__.release_conn  # noqa: B018 - AttributeError (absent) on a plain file object
         return self._self_release_conn
 
-    def _self_stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
-        return self._self_watch.follow(self.__wrapped__.stream(*args, **kwargs))
-
     def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
-        data = self._self_fed(self.__wrapped__.read, amt, *args, **kwargs)
+        data = self._self_reading(self.__wrapped__.read, amt, *args, **kwargs)
+        self._self_seen(data, _decodes(args, kwargs), amt)
         if amt is None:  # the whole rest of the body
             self._self_watch.end()
         return data
@@ -247,11 +259,11 @@ class RawProxy(wrapt.ObjectProxy):
 
     @property
     def read1(self) -> Callable[..., bytes]:
-        return functools.partial(self._self_fed, self.__wrapped__.read1)
+        return functools.partial(self._self_read_some, self.__wrapped__.read1)
 
     @property
     def readline(self) -> Callable[..., bytes]:
-        return functools.partial(self._self_fed, self.__wrapped__.readline)
+        return functools.partial(self._self_read_some, self.__wrapped__.readline)
 
     @property
     def readinto(self) -> Callable[[Any], int | None]:
@@ -261,8 +273,31 @@ class RawProxy(wrapt.ObjectProxy):
     def readlines(self) -> Callable[..., list[bytes]]:
         return functools.partial(self._self_readlines, self.__wrapped__.readlines)
 
+    @property
+    def data(self) -> bytes:
+        """urllib3's whole body, read (the rest of it) and kept on first use."""
+        data = self.__wrapped__.data
+        if data:
+            self._self_seen(data, None, None)
+        self._self_watch.end()
+        return data
+
+    @property
+    def json(self) -> Callable[[], Any]:
+        self.__wrapped__.json  # noqa: B018 - AttributeError (absent) before urllib3 2
+        return self._self_json
+
     def __iter__(self) -> Iterator[bytes]:
-        return self._self_watch.follow(iter(self.__wrapped__))
+        return self._self_watch.follow(iter(self.__wrapped__))  # urllib3's lines are decoded
+
+    def _self_follow(self, read: Callable[..., Iterator[bytes]], *args: Any, **kwargs: Any) -> Any:
+        """The pieces a generator of the body's (`stream`, `read_chunked`) yields, watched."""
+        decode = self._self_decoding.decode(_decodes(args[1:], kwargs), self)
+        return self._self_watch.follow(read(*args, **kwargs), decode)
+
+    def _self_json(self) -> Any:
+        self.data  # noqa: B018 - the body, read through the watch: urllib3's json() reads its own
+        return self.__wrapped__.json()
 
     def _self_reading(self, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """What the body's `read` method returns; an error it raises ends the call."""
@@ -272,26 +307,30 @@ class RawProxy(wrapt.ObjectProxy):
             self._self_watch.call.end(error)
             raise
 
-    def _self_fed(self, read: Callable[..., bytes], *args: Any, **kwargs: Any) -> bytes:
-        """Bytes read by `read`, watched."""
-        return self._self_seen(self._self_reading(read, *args, **kwargs))
+    def _self_read_some(self, read: Callable[..., bytes], *args: Any, **kwargs: Any) -> bytes:
+        """Bytes read by `read1` or `readline`, watched."""
+        data = self._self_reading(read, *args, **kwargs)
+        return self._self_seen(data, _decodes(args[1:], kwargs), args[0] if args else None)
 
-    def _self_seen(self, data: bytes) -> bytes:
-        """Bytes the app read, fed to the watch: none is the end of the body."""
-        self._self_watch.feed(data)
-        if not data:
+    def _self_seen(self, data: bytes, decoded: bool | None, asked: int | None) -> bytes:
+        """Bytes the app read, fed to the watch (decoded if the read did not): none is the end of the
+        body, unless none were asked for."""
+        decode = self._self_decoding.decode(decoded, self)
+        self._self_watch.feed(decode(data) if decode is not None else data)
+        if not data and asked != 0:
             self._self_watch.end()
         return data
 
     def _self_readinto(self, readinto: Callable[[Any], int | None], buffer: Any) -> int | None:
         count = self._self_reading(readinto, buffer)
         if count is not None:
-            self._self_seen(bytes(memoryview(buffer).cast("B")[:count]))
+            view = memoryview(buffer).cast("B")
+            self._self_seen(bytes(view[:count]), None, len(view))
         return count
 
     def _self_readlines(self, readlines: Callable[..., list[bytes]], hint: int | None = -1) -> list[bytes]:
         lines = self._self_reading(readlines, hint)
-        self._self_seen(b"".join(lines))
+        self._self_seen(b"".join(lines), None, None if hint is None or hint <= 0 else hint)
         if hint is None or hint <= 0:  # all the lines there were
             self._self_watch.end()
         return lines
@@ -307,3 +346,57 @@ class RawProxy(wrapt.ObjectProxy):
             self.__wrapped__.release_conn()
         finally:
             self._self_watch.end()
+
+
+def _decodes(args: tuple, kwargs: dict) -> bool | None:
+    """The `decode_content` a urllib3 read was given (its argument after the amount), if any."""
+    return kwargs.get("decode_content", args[0] if args else None)
+
+
+MAX_DECODED = 64 << 20  # bytes of a compressed body decoded for the watch; past them it is no LLM reply
+
+
+class _Decoding:
+    """A compressed body's decoder for the watch, made on its first undecoded read."""
+
+    __slots__ = ("_decoded", "_decoder", "_encoding")
+
+    NONE: _Decoding
+
+    def __init__(self, encoding: str | None) -> None:
+        self._encoding = encoding
+        self._decoder: Any = None
+        self._decoded = 0
+
+    @classmethod
+    def of(cls, content_encoding: str | None) -> _Decoding:
+        encoding = (content_encoding or "").strip().lower()
+        return cls(encoding) if encoding and encoding != "identity" else cls.NONE
+
+    def decode(self, decoded: bool | None, raw: Any) -> Callable[[bytes], bytes] | None:
+        """How to decode what a read returned: None when it is plain (the read decoded it, or the body is
+        not compressed). `decoded` is the read's `decode_content`; None, the body's own setting."""
+        if self._encoding is None:
+            return None
+        if decoded is None:
+            decoded = getattr(raw.__wrapped__, "decode_content", True)  # a plain file: as it is
+        return None if decoded else self._decode
+
+    def _decode(self, data: bytes) -> bytes:
+        if self._decoded > MAX_DECODED or not data:
+            return b""
+        try:
+            if self._decoder is None:
+                from urllib3.response import _get_decoder  # what urllib3 decodes with: gzip, deflate, br, ...
+
+                self._decoder = _get_decoder(self._encoding)
+            plain = self._decoder.decompress(data)
+        except Exception:  # not what its content encoding says (or urllib3 changed): left unread
+            logger.debug("otel_tokencost: a %s body could not be decoded", self._encoding, exc_info=True)
+            self._decoded = MAX_DECODED + 1
+            return b""
+        self._decoded += len(plain)
+        return plain
+
+
+_Decoding.NONE = _Decoding(None)
