@@ -105,7 +105,7 @@ def test_demo_exports_over_otlp(protocol: str) -> None:
             OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
             OTEL_SERVICE_NAME="demo-under-test",
         )
-    assert f"exported over OTLP to http://127.0.0.1:{port}" in stdout
+    assert f"sent over OTLP to http://127.0.0.1:{port}" in stdout
     rows = table_rows(stdout)
     spans = [span for span in receiver.spans if span["scope"] == "otel_tokencost"]
     assert {span["attributes"].get("tokencost.tracking_id") for span in spans} == {

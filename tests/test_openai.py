@@ -2262,10 +2262,22 @@ def test_instrument_leaves_alone_what_the_environment_switches_off(
     assert not RequestsInstrumentor().is_instrumented_by_opentelemetry
 
 
-def test_instrument_leaves_an_existing_instrumentation_to_its_owner(instrumented, client) -> None:
+def test_uninstrument_restores_what_was_instrumented_before_instrument(instrumented, client) -> None:
+    """`uninstrument()` restores every patched callable, those `opentelemetry-instrument` patched too."""
     import otel_tokencost
 
-    otel_tokencost.instrument()  # the fixture's instrumentor is already in place
-    otel_tokencost.uninstrument()  # and this must not remove it
+    otel_tokencost.instrument()  # the fixture's instrumentor is already in place, as the agent's is
+    otel_tokencost.uninstrument()
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert len(instrumented.spans()) == 1
+    assert instrumented.spans() == ()
+    assert not OpenAIInstrumentor().is_instrumented_by_opentelemetry
+
+
+def test_disabled_instrumentations_may_switch_every_one_off(
+    telemetry, client, server, instrument_again, monkeypatch
+) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "*")
+    instrument_again(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    requests.post(f"{server.base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES})
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert telemetry.spans() == ()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,6 @@ _INSTRUMENTORS = {  # class: its module, the library it instruments, its entry p
 }
 DISABLED_ENV = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
 _lock = fork_safe_lock()
-_active: list[Any] = []  # the instrumentors `instrument()` applied, for `uninstrument()`
 logger = logging.getLogger(__name__)
 
 
@@ -82,8 +82,6 @@ def instrument(
             if telemetry is None:
                 telemetry = Telemetry.from_config(tracer_provider, meter_provider, prices, budgets)
             instrumentor.instrument(telemetry=telemetry, skip_dep_check=True)
-            if instrumentor not in _active:
-                _active.append(instrumentor)
         if engines and (tracer_provider is not None or meter_provider is not None):
             logger.warning(
                 "otel_tokencost: %s already instrumented (by opentelemetry-instrument or an earlier "
@@ -95,8 +93,10 @@ def instrument(
 
 def _enabled_instrumentors() -> list[str]:
     """The instrumentors whose library is importable and which OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
-    (entry-point names, comma-separated) does not switch off."""
+    (entry-point names, comma-separated, or `*` for all) does not switch off."""
     disabled = {name.strip() for name in os.environ.get(DISABLED_ENV, "").split(",")}
+    if "*" in disabled:
+        return []
     return [
         name
         for name, (_, library, entry_point) in _INSTRUMENTORS.items()
@@ -105,7 +105,11 @@ def _enabled_instrumentors() -> list[str]:
 
 
 def uninstrument() -> None:
-    """Restore every callable `instrument()` patched."""
+    """Restore every callable the package patched, whether `instrument()` or `opentelemetry-instrument`
+    instrumented it."""
     with _lock:
-        while _active:
-            _active.pop().uninstrument()
+        for name, (module, _, _) in _INSTRUMENTORS.items():
+            if module in sys.modules:  # else never instrumented
+                instrumentor = getattr(sys.modules[module], name)()
+                if instrumentor.is_instrumented_by_opentelemetry:
+                    instrumentor.uninstrument()
