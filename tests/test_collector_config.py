@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from otel_tokencost.prometheus_report import window_increase
+from otel_tokencost.prometheus_report import SCOPE, window_increase
 
 from prometheus_server import UNPRICED_MODEL, require_tool
 
@@ -135,7 +135,7 @@ def test_dashboard_uses_the_contract_names_and_provisioned_datasource() -> None:
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
 
 
-SELECTOR = '{service_name=~"$service", gen_ai_request_model=~"$model"}'
+SELECTOR = f'{{{SCOPE}, service_name=~"$service", gen_ai_request_model=~"$model"}}'
 COST_SUM = "gen_ai_client_operation_cost_USD_sum"
 TOKENS_SUM = "gen_ai_client_token_usage_sum"
 PER_STEP = {  # panel title: (metric, its series' labels); each point is what was spent in its step
@@ -245,15 +245,19 @@ def by_labels(result: list, *labels: str) -> dict[tuple, float]:
 def test_prometheus_holds_exactly_what_the_app_spent(scraped) -> None:
     prometheus, spans = scraped.prometheus, scraped.spans
     spent = spent_by(spans, "gen_ai.request.model")
+    ours = '{otel_scope_name="otel_tokencost"}'  # beside another instrumentation's (openai-v2's) series
     result = prometheus.wait_for(
-        "sum by (gen_ai_request_model) (gen_ai_client_operation_cost_USD_sum)", lambda r: len(r) == len(spent)
+        f"sum by (gen_ai_request_model) (gen_ai_client_operation_cost_USD_sum{ours})",
+        lambda r: len(r) == len(spent),
     )
     assert by_labels(result, "gen_ai_request_model") == pytest.approx(spent, rel=1e-12)
-    tokens = prometheus.query("sum by (gen_ai_token_type) (gen_ai_client_token_usage_sum)")
+    tokens = prometheus.query(f"sum by (gen_ai_token_type) (gen_ai_client_token_usage_sum{ours})")
     expected_input = sum(span.attributes.get("gen_ai.usage.input_tokens", 0) for span in spans)
     assert by_labels(tokens, "gen_ai_token_type")[("input",)] == expected_input
-    calls = prometheus.query("sum(gen_ai_client_operation_duration_seconds_count)")
+    calls = prometheus.query(f"sum(gen_ai_client_operation_duration_seconds_count{ours})")
     assert float(calls[0]["value"][1]) == len(spans)
+    every_scope = prometheus.query("sum(gen_ai_client_operation_duration_seconds_count)")
+    assert float(every_scope[0]["value"][1]) > len(spans)  # the other instrumentation's are there
 
 
 GRAFANA_VARIABLES = {  # as Grafana would set them for a 1 h range shown as one step
@@ -353,7 +357,7 @@ def test_the_dashboard_offers_every_model_and_shows_no_error_as_zero(scraped) ->
     prometheus, spans = scraped.prometheus, scraped.spans
     offered = {}
     for variable in dashboard()["templating"]["list"]:
-        metric, label = re.fullmatch(r"label_values\((\w+), (\w+)\)", variable["query"]["query"]).groups()
+        metric, label = re.fullmatch(r"label_values\((\w+\{.*\}), (\w+)\)", variable["query"]["query"]).groups()
         values = prometheus.api(f"label/{label}/values", **{"match[]": metric})["data"]
         offered[variable["name"]] = set(values)
     assert offered["model"] == {span.attributes["gen_ai.request.model"] for span in spans}

@@ -28,6 +28,10 @@ DURATION = re.compile(r"^(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$")
 COST = "gen_ai_client_operation_cost_USD"
 TOKENS = "gen_ai_client_token_usage"
 CALLS = "gen_ai_client_operation_duration_seconds"
+# This package's series only: another instrumentation (openai-v2) records the same standard metrics of the
+# same calls. The exporters label each series with its meter's scope; a pipeline that drops the label
+# leaves the series unlabelled, and they count.
+SCOPE = 'otel_scope_name=~"otel_tokencost|"'
 # How far before a window's start a series' last value still counts as its value at the start: a
 # collector or Prometheus outage (its stale markers) at that moment must not make an old series look new.
 START_LOOKBACK = "15m"
@@ -62,13 +66,14 @@ def queries(labels: list[str], window: str) -> dict[str, str]:
         return window_increase(selector, window, [*labels, *extra])
 
     buckets, by = f"{CALLS}_bucket", ", ".join(labels)
-    total, finite = grown(buckets + '{le="+Inf"}'), grown(buckets + '{le!="+Inf"}', "le")
+    total = grown(f'{buckets}{{le="+Inf", {SCOPE}}}')
+    finite = grown(f'{buckets}{{le!="+Inf", {SCOPE}}}', "le")
     return {
-        "calls": grown(f"{CALLS}_count"),
-        "tokens": grown(f"{TOKENS}_sum", "gen_ai_token_type"),
+        "calls": grown(f"{CALLS}_count{{{SCOPE}}}"),
+        "tokens": grown(f"{TOKENS}_sum{{{SCOPE}}}", "gen_ai_token_type"),
         # Only where a priced call happened in the window: otherwise the group is unpriced, not free.
-        "cost": f"{grown(f'{COST}_sum')} and ({grown(f'{COST}_count')} > 0)",
-        "p95": f"histogram_quantile(0.95, {grown(buckets, 'le')})",
+        "cost": f"{grown(f'{COST}_sum{{{SCOPE}}}')} and ({grown(f'{COST}_count{{{SCOPE}}}')} > 0)",
+        "p95": f"histogram_quantile(0.95, {grown(f'{buckets}{{{SCOPE}}}', 'le')})",
         # Where the p95's rank is past the last finite bucket (its count is the largest finite one),
         # histogram_quantile answers that bucket's bound.
         "p95_past_buckets": f"{total} * 0.95 > max by ({by}) ({finite})",
