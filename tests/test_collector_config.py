@@ -357,7 +357,8 @@ def test_the_dashboard_offers_every_model_and_shows_no_error_as_zero(scraped) ->
     prometheus, spans = scraped.prometheus, scraped.spans
     offered = {}
     for variable in dashboard()["templating"]["list"]:
-        metric, label = re.fullmatch(r"label_values\((\w+\{.*\}), (\w+)\)", variable["query"]["query"]).groups()
+        query = variable["query"]["query"]
+        metric, label = re.fullmatch(r"label_values\((\w+\{.*\}), (\w+)\)", query).groups()
         values = prometheus.api(f"label/{label}/values", **{"match[]": metric})["data"]
         offered[variable["name"]] = set(values)
     assert offered["model"] == {span.attributes["gen_ai.request.model"] for span in spans}
