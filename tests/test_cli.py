@@ -161,7 +161,9 @@ def test_price_rejects_a_malformed_base_url_in_one_line(base_url: str, problem: 
             1,
             "no price known for no-such-model-x",
         ),
-        (["price", "gpt-4o", "--input", "-5", "--output", "1"], 2, "non-negative token count"),
+        (["price", "gpt-4o", "--input", "-5", "--output", "1"], 2, "expected a whole number of tokens"),
+        (["price", "gpt-4o", "--input", "1e3", "--output", "1"], 2, "--input: expected a whole number"),
+        (["report", "--at", "nan"], 2, "--at: expected a Unix time in seconds, got 'nan'"),
         (
             ["price", "gpt-4o", "--input", "5", "--output", "1", "--cached", "9"],
             2,
@@ -563,9 +565,11 @@ APP = textwrap.dedent(
 )
 
 
-def test_console_spend_table_at_exit(tmp_path, server) -> None:
+def console_table(tmp_path, server, app_code: str) -> tuple[list[str], str]:
+    """What an app run under `opentelemetry-instrument` with the console spend exporter prints: its lines,
+    and everything it wrote."""
     app = tmp_path / "app.py"
-    app.write_text(APP)
+    app.write_text(app_code)
     environment = {
         **os.environ,
         "OPENAI_BASE_URL": server.base_url,
@@ -576,14 +580,29 @@ def test_console_spend_table_at_exit(tmp_path, server) -> None:
     }
     command = [str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, str(app)]
     result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=True)
-    lines = result.stdout.splitlines()
+    return result.stdout.splitlines(), result.stdout + result.stderr
+
+
+def test_console_spend_table_at_exit(tmp_path, server) -> None:
+    lines, output = console_table(tmp_path, server, APP)
     assert lines[0] == "LLM spend of this run (otel-tokencost)"
     rows = {line.split()[0]: line.split()[1:] for line in lines[3:]}
     mini = genai_cost("gpt-4o-mini", 1000, 200) + genai_cost("gpt-4o-mini", 50, 5)
     assert rows["gpt-4o-mini"][:4] == ["2", "1050", "205", f"{mini:.6f}"]
     assert rows["gpt-4.1"][:4] == ["1", "300", "30", f"{genai_cost('gpt-4.1', 300, 30):.6f}"]
     assert rows["total"] == ["3", f"{mini + genai_cost('gpt-4.1', 300, 30):.6f}"]
-    assert API_KEY not in result.stdout + result.stderr
+    assert API_KEY not in output
+
+
+def test_console_spend_table_of_unpriced_calls_only_totals_unpriced(tmp_path, server) -> None:
+    lines, _ = console_table(
+        tmp_path,
+        server,
+        APP.replace('"gpt-4o-mini"', '"my-finetune-v7"').replace('("gpt-4.1", 300, 30), ', ""),
+    )
+    rows = {line.split()[0]: line.split()[1:] for line in lines[3:]}
+    assert rows["my-finetune-v7"][:4] == ["2", "1050", "205", "unpriced"]
+    assert rows["total"] == ["2", "unpriced"]
 
 
 @pytest.mark.parametrize(

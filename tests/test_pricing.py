@@ -100,6 +100,21 @@ def test_cost_equals_genai_prices(base_url: str, provider: str, model: str, usag
 @pytest.mark.parametrize(
     ("base_url", "provider", "model"),
     [
+        ("https://API.GROQ.COM/openai/v1", "groq", "llama-3.3-70b-versatile"),
+        ("HTTPS://Api.OpenAI.com/v1", "openai", "gpt-4o"),
+    ],
+)
+def test_a_host_written_in_capitals_is_its_providers(base_url: str, provider: str, model: str) -> None:
+    """Host names are case-insensitive: `requests` sends the URL as written, genai-prices' patterns are
+    lower case."""
+    usage = Usage(input_tokens=1000, output_tokens=200)
+    cost = Pricer().price(base_url, model, None, usage, NOW_NS)
+    assert (cost.source, cost.usd) == (GENAI_PRICES, genai_total(usage, model, provider))
+
+
+@pytest.mark.parametrize(
+    ("base_url", "provider", "model"),
+    [
         ("https://api.perplexity.ai", "perplexity", "sonar-deep-research"),
         ("https://openrouter.ai/api/v1", "openrouter", "perplexity/sonar-deep-research"),
     ],
@@ -502,6 +517,12 @@ def _toml_as_dict() -> dict:
         ),
         ("[[providers]]\nmatch = '[::1]:99999'\nprices_from = 'openai'\n", "(a port is a number from 1 to"),
         ("[[providers]]\nmatch = 'h:0'\nprices_from = 'openai'\n", "(a port is a number from 1 to"),
+        (
+            "[[providers]]\nmatch = '*.openai.azure.com'\nprices_from = 'openai'\n",
+            "(a host is matched whole, without wildcards: name each host)",
+        ),
+        ("[[providers]]\nmatch = 'gw example.com'\nprices_from = 'openai'\n", "is not a host name or an IP"),
+        ("[[providers]]\nmatch = '[gw]:8000'\nprices_from = 'openai'\n", "not an IPv6 address"),
         (
             "[[providers]]\nmatch = 'http://h:99999/v1'\nprices_from = 'openai'\n",
             "(Port out of range 0-65535)",

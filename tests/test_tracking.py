@@ -137,6 +137,15 @@ def test_track_takes_the_attributes_spans_and_metrics_record(instrumented, clien
     assert point.attributes["app.weight"] == 0.5 and point.attributes[names.TRACKING_ID] == "t"
 
 
+def test_a_responses_requests_own_conversation_id_wins_over_the_blocks(instrumented, client) -> None:
+    with track(attributes={"gen_ai.conversation.id": "from-the-block"}):
+        client.responses.create(model="gpt-4.1", input="hi", conversation="conv_from_the_request")
+        chat(client)
+    responses, chat_span = instrumented.spans()
+    assert responses.attributes["gen_ai.conversation.id"] == "conv_from_the_request"
+    assert chat_span.attributes["gen_ai.conversation.id"] == "from-the-block"
+
+
 def test_a_generator_function_is_refused_as_its_body_runs_after_the_call() -> None:
     def words():
         yield "a"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -16,9 +17,22 @@ if TYPE_CHECKING:
 
 
 def _count(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
     if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative token count, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of tokens, 0 or more, got {text!r}")
+    return value
+
+
+def _unix_time(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a Unix time in seconds, got {text!r}")
     return value
 
 
@@ -51,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         default="model",
         help="comma-separated: model, tracking_id, provider, service, operation (default: model)",
     )
-    report.add_argument("--at", type=float, help="evaluate at this Unix time instead of now")
+    report.add_argument("--at", type=_unix_time, help="evaluate at this Unix time instead of now")
     report.add_argument(
         "--json",
         action="store_true",

@@ -82,7 +82,8 @@ class ConsoleSpendExporter(MetricExporter):
             ]
             for model, item in sorted(rows.items())
         ]
-        total = Decimal(sum((item["cost"] for item in rows.values()), Decimal(0)))
+        priced = any(item["priced"] for item in rows.values())
+        total = sum((item["cost"] for item in rows.values()), Decimal(0)) if priced else None
         lines.append(["total", sum(item["calls"] for item in rows.values()), "", "", money(total), ""])
         return "LLM spend of this run (otel-tokencost)\n" + render(
             ("model", "calls", "input", "output", "cost (USD)", "p95 s <="), lines

@@ -120,11 +120,11 @@ class Call:
             attributes[names.OPENAI_API_TYPE] = self.operation.api_type
         if self.request_model:
             attributes[names.REQUEST_MODEL] = self.request_model
-        add_request_attributes(body, attributes, is_openai)
-        if self.tracking is not None:
+        if self.tracking is not None:  # first: a Responses request's conversation id wins over the block's
             attributes.update(self.tracking.attributes)
             if self.tracking.tracking_id is not None:
                 attributes[names.TRACKING_ID] = self.tracking.tracking_id
+        add_request_attributes(body, attributes, is_openai)
         if self.telemetry.capture_content:
             attributes.update(content.input_attributes(body))
         return attributes

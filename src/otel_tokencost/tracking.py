@@ -83,7 +83,7 @@ def _attributes_key(attributes: Mapping[str, Any]) -> tuple | None:
 
 
 # The attributes the instrumentation sets itself: a block's own attributes must not replace them. (Not
-# the conversation id, which the app may know for a chat: it is the request's own only in Responses.)
+# the conversation id, which the app may know for a chat: a Responses request's own wins over it.)
 RESERVED = frozenset(
     value
     for name, value in vars(names).items()

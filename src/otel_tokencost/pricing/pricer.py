@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
 
 from ..locks import fork_safe_lock
 from . import genai
@@ -161,7 +162,7 @@ class Pricer:
         worked out once per base URL."""
         found = self._url_providers.get(base_url)
         if found is None:
-            found = (self._entry_for(base_url), genai.provider_for_url(base_url))
+            found = (self._entry_for(base_url), genai.provider_for_url(_lower_host(base_url)))
             with self._lock:
                 if len(self._url_providers) >= MAX_CACHED:
                     self._url_providers.clear()  # endless base URLs (a path per tenant, say): start over
@@ -185,3 +186,12 @@ def _genai_quote(provider_id: str | None, models: list[str], source: str) -> _Qu
         if found is not None:
             return _Quote(found[0], source, None, found[1])
     return None
+
+
+def _lower_host(base_url: str) -> str:
+    """`base_url` with its scheme and host lower case, as genai-prices' URL patterns are written."""
+    try:
+        parts = urlsplit(base_url)
+    except ValueError:
+        return base_url
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, parts.query, parts.fragment))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -106,13 +108,35 @@ def parse_match(match: str) -> Address | HostMatch:
         host, bracket, rest = match[1:].partition("]")
         if not bracket or not host or (rest and rest[0] != ":"):
             raise ValueError("an IPv6 address is written [address] or [address]:port")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
         return HostMatch(host.lower(), _port(rest[1:]) if rest else None)
     if match.count(":") == 1:
         host, _, port = match.partition(":")
         if not host:
             raise ValueError("no host before the port")
-        return HostMatch(host.lower(), _port(port))
-    return HostMatch(match.lower(), None)
+        return HostMatch(_host(host), _port(port))
+    return HostMatch(_host(match), None)
+
+
+# A host name as a URL can hold it: dot-separated labels of letters, digits, `-` and `_`.
+HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?")
+
+
+def _host(host: str) -> str:
+    """A `match`'s host, lower case, as a URL's is. Raises ValueError for one no URL can have."""
+    host = host.lower()
+    if HOST_NAME.fullmatch(host):
+        return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if "*" in host:
+            raise ValueError("a host is matched whole, without wildcards: name each host") from None
+        raise ValueError(f"{host!r} is not a host name or an IP address") from None
+    return host
 
 
 def _prefix(match: str) -> Address:
