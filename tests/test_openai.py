@@ -724,6 +724,74 @@ def test_stream_context_manager_and_break(instrumented, client) -> None:
     assert span.attributes[names.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_a_stream_left_at_its_finish_reason_is_priced(
+    instrumented, client, async_client, is_async
+) -> None:
+    """The app stops reading at the chunk that finishes the answer: the usage chunk the package asked for
+    comes after it, and is read before that chunk is handed over."""
+    headers = {"x-mock-chunks": "4", **usage_header(15, 7)}
+    with otel_tokencost.track(tracking_id="finish") as spend:
+        if is_async:
+            async with await async_client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=headers
+            ) as stream:
+                async for chunk in stream:
+                    if chunk.choices[0].finish_reason:
+                        break
+        else:
+            with stream_chat(client, extra_headers=headers) as stream:
+                for chunk in stream:
+                    if chunk.choices[0].finish_reason:
+                        break
+    assert chunk.choices[0].finish_reason == "stop"
+    assert (spend.input_tokens, spend.output_tokens, spend.unpriced_calls) == (15, 7, 0)
+    assert_priced(instrumented.span(), "gpt-4o-mini", 15, 7)
+
+
+def test_a_stream_helper_left_when_its_content_is_done_is_priced(instrumented, client) -> None:
+    with client.chat.completions.stream(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(15, 7)
+    ) as stream:
+        for event in stream:
+            if event.type == "content.done":
+                break
+    assert_priced(instrumented.span(), "gpt-4o-mini", 15, 7)
+
+
+def test_a_stream_cut_after_its_finish_hands_over_the_finish_then_the_error(instrumented, client) -> None:
+    """The chunk that finishes the answer reaches the app before the error that follows it, as it would
+    uninstrumented (the server drops the connection before the usage chunk, asked for here or not)."""
+
+    def read(**options) -> tuple[list, type]:
+        seen = []
+        headers = {"x-mock-chunks": "2", "x-mock-cut-before-usage": "1"}
+        try:
+            for chunk in stream_chat(client, extra_headers=headers, **options):
+                seen.append(chunk.choices[0].finish_reason)
+        except Exception as error:
+            return seen, type(error)
+        return seen, type(None)
+
+    with suppress_instrumentation():
+        bare = read(stream_options={"include_usage": True})
+    assert read() == bare
+    assert bare[0] == [None, None, None, "stop"] and bare[1] is not type(None)
+    span = instrumented.span()
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
+    assert span.attributes[names.ERROR_TYPE] == f"{bare[1].__module__}.{bare[1].__qualname__}"
+
+
+def test_a_stream_without_the_usage_asked_for_ends_as_it_would(instrumented, client) -> None:
+    """A provider that ignores the usage asked for: the finish is followed by the end, and the app gets
+    every chunk."""
+    chunks = list(stream_chat(client, extra_headers={"x-mock-chunks": "2", "x-mock-usage": "none"}))
+    assert [chunk.choices[0].finish_reason for chunk in chunks] == [None, None, None, "stop"]
+    span = instrumented.span()
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
+    assert names.USAGE_INPUT_TOKENS not in span.attributes
+
+
 def test_stream_close_ends_once(instrumented, client) -> None:
     stream = stream_chat(client)
     next(stream)

@@ -16,6 +16,7 @@ message) and reply words. Request headers control the behaviour, never the body:
 - ``x-mock-chunks``: make the reply exactly N words, so streams have N content chunks.
 - ``x-mock-delay-ms`` / ``x-mock-chunk-delay-ms``: sleep before answering / between stream events.
 - ``x-mock-cut-after``: stream at most N content chunks, then drop the connection unfinished.
+- ``x-mock-cut-before-usage``: stream to the finish, then drop the connection before the usage chunk.
 - ``x-mock-response-headers``: a JSON object of extra headers to answer with (a proxy's cost header, say).
 - ``x-mock-raw-body``: answer with this body verbatim (``\\n`` escapes allowed), with the status of
   ``x-mock-status`` (else 200) and the type of ``x-mock-content-type`` (else ``text/html``).
@@ -130,6 +131,7 @@ class _Controls:
     delay_ms: int = 0
     chunk_delay_ms: int = 0
     cut_after: int | None = None
+    cut_before_usage: bool = False
 
 
 def _int_header(headers: Message, name: str) -> int | None:
@@ -176,6 +178,7 @@ def _parse_controls(headers: Message) -> _Controls:
         delay_ms=_int_header(headers, "x-mock-delay-ms") or 0,
         chunk_delay_ms=_int_header(headers, "x-mock-chunk-delay-ms") or 0,
         cut_after=_int_header(headers, "x-mock-cut-after"),
+        cut_before_usage=headers.get("x-mock-cut-before-usage") is not None,
     )
 
 
@@ -205,7 +208,7 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Event:
-    """One server-sent event; ``kind`` is "head", "content" or "tail"."""
+    """One server-sent event; ``kind`` is "head", "content", "tail" or "usage" (the usage chunk)."""
 
     kind: str
     data: Any
@@ -280,7 +283,7 @@ def _token_usage(prompt: int, completion: int) -> dict[str, int]:
 def _stream_end(base: dict[str, Any], usage: object, with_usage: bool) -> Iterator[_Event]:
     """The usage chunk (when wanted) and ``[DONE]``."""
     if with_usage:
-        yield _Event("tail", {**base, "choices": [], "usage": usage})
+        yield _Event("usage", {**base, "choices": [], "usage": usage})
     yield _Event("tail", "[DONE]")
 
 
@@ -689,6 +692,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             for index, event in enumerate(events):
                 if cut is not None and (event.kind == "tail" or (event.kind == "content" and sent >= cut)):
+                    self.close_connection = True
+                    return
+                if controls.cut_before_usage and event.kind == "usage":
                     self.close_connection = True
                     return
                 if index and controls.chunk_delay_ms:

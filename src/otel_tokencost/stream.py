@@ -27,11 +27,41 @@ from .operations import is_usage_chunk
 # drops the proxy as the loop starts; the generator's finalizer covers that one.
 
 
+# The usage chunk the package asks for comes right after the chunk that finishes the last choice: that
+# chunk is handed over once the next has been read, so that an app that stops reading at the finish
+# reason (breaks out of its loop, leaves the block) still has its call priced.
+_END = object()
+_NO_HOLD = 1 << 62  # choices to finish before a chunk is held: never
+
+
+def _choices_to_finish(call: Call, hide_usage_chunk: bool) -> int:
+    """How many choices finish before the usage chunk asked for (the request's `n`); _NO_HOLD when the
+    package asked for none."""
+    if not hide_usage_chunk:
+        return _NO_HOLD
+    n = call.body.get("n")
+    return n if n.__class__ is int and n > 0 else 1
+
+
 def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool) -> Iterator[Any]:
     keep = _chunk_keeper(call, hide_usage_chunk)
+    finished, choices = call.outcome.finished, _choices_to_finish(call, hide_usage_chunk)
+    chunks = iter(stream._iterator if passes_on else stream)
     try:
-        for chunk in stream._iterator if passes_on else stream:
+        for chunk in chunks:
             if keep(chunk):
+                if len(finished) >= choices:  # held until the usage chunk asked for is read
+                    choices = _NO_HOLD
+                    try:
+                        after = next(chunks, _END)
+                    except Exception:
+                        yield chunk  # the app gets the chunk, then the error, as it would have
+                        raise
+                    handed_over = after is not _END and keep(after)  # read before the app may stop
+                    yield chunk
+                    if not handed_over:
+                        continue
+                    chunk = after
                 yield chunk
     except GeneratorExit:
         call.end()  # closed or collected before the end: not an error of the call
@@ -46,9 +76,23 @@ async def _follow_async(
     stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool
 ) -> AsyncIterator[Any]:
     keep = _chunk_keeper(call, hide_usage_chunk)
+    finished, choices = call.outcome.finished, _choices_to_finish(call, hide_usage_chunk)
+    chunks = aiter(stream._iterator if passes_on else stream)
     try:
-        async for chunk in stream._iterator if passes_on else stream:
+        async for chunk in chunks:
             if keep(chunk):
+                if len(finished) >= choices:  # as in `_follow`
+                    choices = _NO_HOLD
+                    try:
+                        after = await anext(chunks, _END)
+                    except Exception:
+                        yield chunk
+                        raise
+                    handed_over = after is not _END and keep(after)  # read before the app may stop
+                    yield chunk
+                    if not handed_over:
+                        continue
+                    chunk = after
                 yield chunk
     except GeneratorExit:
         call.end()
