@@ -74,10 +74,11 @@ class BodyWatch:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
-        """The pieces ended (the body did), failed (so does the call), or were left (the app closes)."""
+        """The pieces ended (the body did), failed (so does the call), or were left, closed or cancelled
+        (the app closes the response, or drops it)."""
         if kind is None:
             self.end()
-        elif not issubclass(kind, GeneratorExit):
+        elif issubclass(kind, Exception):
             self.call.end(error)
 
 

@@ -154,12 +154,17 @@ class Call:
         context_api.detach(token)
 
     def invoke(self, wrapped: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        """Run the transport's own call with the span current; its exception ends the call and goes on."""
+        """Run the transport's own call with the span current; its exception ends the call and goes on (as
+        an error of the call, unless it only cancels or interrupts it, as OpenTelemetry's `use_span` has
+        it)."""
         token = self.activate()
         try:
             return wrapped(*args, **kwargs)
-        except BaseException as error:
+        except Exception as error:
             self.end(error)
+            raise
+        except BaseException:  # cancelled or interrupted (asyncio.CancelledError): no error of the call's
+            self.end()
             raise
         finally:
             self.deactivate(token)
@@ -169,8 +174,11 @@ class Call:
         token = self.activate()
         try:
             return await wrapped(*args, **kwargs)
-        except BaseException as error:
+        except Exception as error:
             self.end(error)
+            raise
+        except BaseException:  # cancelled or interrupted (asyncio.CancelledError): no error of the call's
+            self.end()
             raise
         finally:
             self.deactivate(token)

@@ -63,11 +63,11 @@ def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool) ->
                         continue
                     chunk = after
                 yield chunk
-    except GeneratorExit:
-        call.end()  # closed or collected before the end: not an error of the call
-        raise
-    except BaseException as error:
+    except Exception as error:
         call.end(error)
+        raise
+    except BaseException:  # closed or collected before the end, or cancelled: not an error of the call
+        call.end()
         raise
     call.end()
 
@@ -94,11 +94,11 @@ async def _follow_async(
                         continue
                     chunk = after
                 yield chunk
-    except GeneratorExit:
-        call.end()
-        raise
-    except BaseException as error:
+    except Exception as error:
         call.end(error)
+        raise
+    except BaseException:
+        call.end()
         raise
     call.end()
 

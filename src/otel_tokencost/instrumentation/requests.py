@@ -300,11 +300,15 @@ class RawProxy(wrapt.ObjectProxy):
         return self.__wrapped__.json()
 
     def _self_reading(self, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """What the body's `read` method returns; an error it raises ends the call."""
+        """What the body's `read` method returns; an error it raises ends the call (a cancel or an
+        interrupt too, as no error of the call's)."""
         try:
             return read(*args, **kwargs)
-        except BaseException as error:
+        except Exception as error:
             self._self_watch.call.end(error)
+            raise
+        except BaseException:
+            self._self_watch.call.end()
             raise
 
     def _self_read_some(self, read: Callable[..., bytes], *args: Any, **kwargs: Any) -> bytes:
