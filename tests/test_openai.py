@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import gc
 import inspect
@@ -750,7 +752,7 @@ async def test_a_stream_left_at_its_finish_reason_is_priced(
 
 
 def test_a_stream_helper_left_when_its_content_is_done_is_priced(instrumented, client) -> None:
-    with client.chat.completions.stream(
+    with chat_stream_helper(client)(
         model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(15, 7)
     ) as stream:
         for event in stream:
@@ -780,6 +782,82 @@ def test_a_stream_cut_after_its_finish_hands_over_the_finish_then_the_error(inst
     span = instrumented.span()
     assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
     assert span.attributes[names.ERROR_TYPE] == f"{bare[1].__module__}.{bare[1].__qualname__}"
+
+
+def sse_headers(*events: dict) -> dict:
+    """Headers making the local server answer with these events as SSE, then [DONE]."""
+    body = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+    return {
+        "x-mock-raw-body-b64": base64.b64encode(body.encode()).decode(),
+        "x-mock-content-type": "text/event-stream",
+    }
+
+
+def test_a_chunk_between_the_finish_and_the_usage_is_held_as_well(instrumented, client) -> None:
+    """Azure's content filter may annotate the answer after its finish: the usage chunk still comes
+    before the app gets the chunks it could stop at."""
+    base = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
+    choice = {"index": 0, "delta": {}, "finish_reason": None}
+    usage = {"prompt_tokens": 15, "completion_tokens": 7, "total_tokens": 22}
+    headers = sse_headers(
+        {**base, "choices": [{**choice, "delta": {"content": "Hi"}}]},
+        {**base, "choices": [{**choice, "finish_reason": "stop"}]},
+        {**base, "choices": [{**choice, "content_filter_results": {}}]},
+        {**base, "choices": [], "usage": usage},
+    )
+
+    def read(read_on: bool) -> list:
+        seen = []
+        with stream_chat(client, extra_headers=headers) as stream:
+            for chunk in stream:
+                seen.append(chunk.choices[0].finish_reason)
+                if chunk.choices[0].finish_reason:
+                    break
+            if read_on:
+                seen += [chunk.choices[0].finish_reason for chunk in stream]
+        return seen
+
+    assert read(read_on=False) == [None, "stop"]
+    assert_priced(instrumented.span(), "gpt-4o-mini", 15, 7)
+    assert read(read_on=True) == [None, "stop", None]  # the annotation, in the app's next loop
+
+
+async def test_a_stream_cancelled_while_its_usage_is_read_ahead_hands_the_finish_to_the_next_loop(
+    instrumented, async_client
+) -> None:
+    """The chunk that finishes the answer waits for the usage chunk: a cancel in that wait leaves it to
+    the app's next loop over the stream, so the app gets every chunk it would have uninstrumented."""
+
+    async def read() -> list:
+        stream = await async_client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            extra_headers={"x-mock-chunks": "1", "x-mock-chunk-delay-ms": "600"},
+        )
+        seen = []
+
+        async def first_loop() -> None:
+            async for chunk in stream:
+                seen.append(chunk.choices[0].finish_reason)
+
+        task = asyncio.create_task(first_loop())
+        while len(seen) < 2:  # the role and the word: the finish comes 0.6 s later, the usage 1.2 s
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.9)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        async for chunk in stream:
+            seen.append(chunk.choices[0].finish_reason)
+        return seen
+
+    with suppress_instrumentation():
+        bare = await read()
+    assert await read() == bare == [None, None, "stop"]
+    span = instrumented.span()
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop",)
+    assert names.ERROR_TYPE not in span.attributes
 
 
 def test_a_stream_without_the_usage_asked_for_ends_as_it_would(instrumented, client) -> None:
@@ -1443,6 +1521,22 @@ def test_a_body_an_event_hook_read_first_is_priced(instrumented, server) -> None
     ):
         assert response.json()["usage"]["prompt_tokens"] == 15
     assert_priced(instrumented.span(), "gpt-4o-mini", 15, 7)
+
+
+def test_a_stream_an_event_hook_read_first_is_read_once(capturing, server) -> None:
+    """Read before the SDK hands it over, then parsed to a stream: the stream's chunks are read, not the
+    body a second time (its text would be recorded twice)."""
+    http_client = openai.DefaultHttpxClient(event_hooks={"response": [lambda response: response.read()]})
+    client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, http_client=http_client)
+    with client:
+        response = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=usage_header(15, 7)
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices)
+    span = capturing.span()
+    (message,) = json.loads(span.attributes[names.OUTPUT_MESSAGES])
+    assert message["parts"] == [{"type": "text", "content": text}]
+    assert_priced(span, "gpt-4o-mini", 15, 7)
 
 
 def _http_response_class() -> type:

@@ -887,6 +887,20 @@ def sse_chunks() -> list[dict]:
     ]
 
 
+@pytest.mark.parametrize("encoding", ["none", "utf-8", "binary"])
+def test_a_body_in_an_encoding_urllib3_passes_through_is_read_as_it_is(traced, server, encoding) -> None:
+    sent = completion_text().encode()
+    headers = {
+        "x-mock-raw-body-b64": base64.b64encode(sent).decode(),
+        "x-mock-content-type": "application/json",
+        "x-mock-response-headers": json.dumps({"Content-Encoding": encoding}),
+    }
+    response = post(server, "/chat/completions", chat_body(), headers, stream=True)
+    assert response.raw.read() == sent
+    response.close()
+    assert traced.span().attributes[names.USAGE_INPUT_TOKENS] == 300
+
+
 def test_a_compressed_body_decoded_by_urllib3_is_not_decoded_again(traced, server) -> None:
     sent = completion_text().encode()
     headers = {

@@ -28,10 +28,13 @@ from .operations import is_usage_chunk
 
 
 # The usage chunk the package asks for comes right after the chunk that finishes the last choice: that
-# chunk is handed over once the next has been read, so that an app that stops reading at the finish
-# reason (breaks out of its loop, leaves the block) still has its call priced.
+# chunk, and any after it, is held until the usage chunk has been read (or the stream ends), so that an
+# app that stops reading at the finish reason (breaks out of its loop, leaves the block) still has its
+# call priced. Chunks held that a loop could not hand over (it was closed, or cancelled, while they
+# waited) are handed over first by the app's next loop over the stream.
 _END = object()
-_NO_HOLD = 1 << 62  # choices to finish before a chunk is held: never
+_NO_HOLD = 1 << 62  # choices to finish before chunks are held: never
+MAX_HELD = 64  # chunks held at most: a provider that sends no usage after the finish gets them all
 
 
 def _choices_to_finish(call: Call, hide_usage_chunk: bool) -> int:
@@ -43,25 +46,39 @@ def _choices_to_finish(call: Call, hide_usage_chunk: bool) -> int:
     return n if n.__class__ is int and n > 0 else 1
 
 
-def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool) -> Iterator[Any]:
+def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool, pending: list) -> Iterator[Any]:
     keep = _chunk_keeper(call, hide_usage_chunk)
-    finished, choices = call.outcome.finished, _choices_to_finish(call, hide_usage_chunk)
+    outcome, choices = call.outcome, _choices_to_finish(call, hide_usage_chunk)
+    finished = outcome.finished
     chunks = iter(stream._iterator if passes_on else stream)
     try:
+        while pending:
+            yield pending.pop(0)
         for chunk in chunks:
             if keep(chunk):
-                if len(finished) >= choices:  # held until the usage chunk asked for is read
-                    choices = _NO_HOLD
+                if len(finished) >= choices and outcome.usage is None:
+                    held, failure = [chunk], None
                     try:
-                        after = next(chunks, _END)
-                    except Exception:
-                        yield chunk  # the app gets the chunk, then the error, as it would have
+                        while len(held) < MAX_HELD:
+                            after = next(chunks, _END)
+                            if after is _END or not keep(after):  # the end, or the usage chunk (hidden)
+                                break
+                            held.append(after)
+                    except Exception as error:
+                        failure = error  # raised once the app has the chunks, as it would have been
+                    except BaseException:
+                        pending.extend(held)
                         raise
-                    handed_over = after is not _END and keep(after)  # read before the app may stop
-                    yield chunk
-                    if not handed_over:
-                        continue
-                    chunk = after
+                    while held:
+                        try:
+                            yield held[0]
+                        except GeneratorExit:
+                            pending.extend(held[1:])
+                            raise
+                        del held[0]
+                    if failure is not None:
+                        raise failure
+                    continue
                 yield chunk
     except Exception as error:
         call.end(error)
@@ -73,26 +90,41 @@ def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool) ->
 
 
 async def _follow_async(
-    stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool
+    stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool, pending: list
 ) -> AsyncIterator[Any]:
+    """`_follow` for an async stream."""
     keep = _chunk_keeper(call, hide_usage_chunk)
-    finished, choices = call.outcome.finished, _choices_to_finish(call, hide_usage_chunk)
+    outcome, choices = call.outcome, _choices_to_finish(call, hide_usage_chunk)
+    finished = outcome.finished
     chunks = aiter(stream._iterator if passes_on else stream)
     try:
+        while pending:
+            yield pending.pop(0)
         async for chunk in chunks:
             if keep(chunk):
-                if len(finished) >= choices:  # as in `_follow`
-                    choices = _NO_HOLD
+                if len(finished) >= choices and outcome.usage is None:
+                    held, failure = [chunk], None
                     try:
-                        after = await anext(chunks, _END)
-                    except Exception:
-                        yield chunk
+                        while len(held) < MAX_HELD:
+                            after = await anext(chunks, _END)
+                            if after is _END or not keep(after):
+                                break
+                            held.append(after)
+                    except Exception as error:
+                        failure = error
+                    except BaseException:
+                        pending.extend(held)
                         raise
-                    handed_over = after is not _END and keep(after)  # read before the app may stop
-                    yield chunk
-                    if not handed_over:
-                        continue
-                    chunk = after
+                    while held:
+                        try:
+                            yield held[0]
+                        except GeneratorExit:
+                            pending.extend(held[1:])
+                            raise
+                        del held[0]
+                    if failure is not None:
+                        raise failure
+                    continue
                 yield chunk
     except Exception as error:
         call.end(error)
@@ -152,6 +184,7 @@ class _StreamProxy(wrapt.ObjectProxy):
         self._self_hide_usage_chunk = hide_usage_chunk
         self._self_passes_on = passes_on
         self._self_chunks: Any = None
+        self._self_pending: list = []  # chunks read ahead that a closed loop could not hand over
         self._self_response: Any = None
 
     def _self_chunk_iterator(self, follow: Any, frame: str) -> Any:
@@ -162,7 +195,8 @@ class _StreamProxy(wrapt.ObjectProxy):
         chunks = self._self_chunks
         if chunks is None or getattr(chunks, frame) is None:
             call, hide, passes_on = self._self_call, self._self_hide_usage_chunk, self._self_passes_on
-            self._self_chunks = chunks = follow(self.__wrapped__, call, hide, passes_on)
+            pending = self._self_pending
+            self._self_chunks = chunks = follow(self.__wrapped__, call, hide, passes_on, pending)
             weakref.finalize(chunks, call.end)
         return chunks
 

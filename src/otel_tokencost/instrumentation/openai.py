@@ -343,11 +343,11 @@ class _Patch:
     def _http_response(self, call: Call, http_response: Any) -> Any:
         """The HTTP response itself, asked for with `cast_to=httpx.Response`: its body read as the app
         reads it, the call ended when the body ends or the response is dropped."""
-        watch = _watch_body(http_response, call)
-        if watch is None:  # read already, as the SDK reads a body it does not stream
+        if http_response.is_stream_consumed:  # read already, as the SDK reads a body it does not stream
+            read_body(call, http_response.content)
             call.end()
         else:
-            weakref.finalize(http_response, watch.end)
+            weakref.finalize(http_response, _watch_body(http_response, call).end)
         return http_response
 
     def _raw_response(self, call: Call, response: Any, hide_usage_chunk: bool) -> Any:
@@ -376,7 +376,9 @@ class RawResponseProxy(wrapt.ObjectProxy):
         self._self_parsed: Any = None  # what `parse()` returned, handed out again as the SDK does
         self._self_awaited = False  # `parse()` is a coroutine function (an async client's response)
         self._self_followed = False  # a parsed stream follows the call from here on
-        self._self_watch = _watch_body(response.http_response, call)
+        http_response = response.http_response
+        # A body read already (an event hook's read) is read as the app is done with it, if not parsed.
+        self._self_watch = None if http_response.is_stream_consumed else _watch_body(http_response, call)
 
     def parse(self, **kwargs: Any) -> Any:
         if self._self_parsed is not None and not kwargs:
@@ -415,12 +417,20 @@ class RawResponseProxy(wrapt.ObjectProxy):
     def _self_end(self, closed: bool) -> None:
         """End the call with what the app read of the body: when the body is closed, whatever read it,
         and when the response is dropped, unless the stream parsed from it goes on."""
-        if self._self_call.ended or (self._self_followed and not closed):
+        call = self._self_call
+        if call.ended or (self._self_followed and not closed):
             return
         watch = self._self_watch
         if watch is not None:
             watch.end()
-        self._self_call.end()
+        elif not self._self_followed:  # a body read before the SDK handed it over (by an event hook)
+            http_response = self.__wrapped__.http_response
+            if http_response.is_stream_consumed:
+                try:
+                    read_body(call, http_response.content)
+                except Exception:
+                    report_internal_error("reading a response body")
+        call.end()
 
     def _self_hands_over_the_body(self, to: Any) -> bool:
         """Whether `parse(to=...)` gives the body itself: its text, its bytes or the httpx response."""
@@ -509,14 +519,10 @@ def _api_version(client: Any, options: Any) -> Any:
     return version
 
 
-def _watch_body(http_response: Any, call: Call) -> BodyWatch | None:
-    """Watch the body of an HTTP response the SDK hands over, as the app reads it. Every way of reading
-    it (the SDK response's `read`, `json`, `iter_lines`, ..., or the httpx response's) goes through httpx's
-    `iter_bytes` or `aiter_bytes`: both are shadowed on that one httpx response object. A body read
-    already (by an event hook, or a transport that hands it over whole) is read at once: None then."""
-    if http_response.is_stream_consumed:
-        read_body(call, http_response.content)
-        return None
+def _watch_body(http_response: Any, call: Call) -> BodyWatch:
+    """Watch the unread body of an HTTP response the SDK hands over, as the app reads it. Every way of
+    reading it (the SDK response's `read`, `json`, `iter_lines`, ..., or the httpx response's) goes
+    through httpx's `iter_bytes` or `aiter_bytes`: both are shadowed on that one httpx response object."""
     watch = BodyWatch(call, http_response.headers.get("content-type") or "")
     # The class's methods and a weak reference: the response must not hold itself in a reference cycle.
     cls, response_ref = type(http_response), weakref.ref(http_response)

@@ -233,7 +233,7 @@ class RawProxy(wrapt.ObjectProxy):
     def __init__(self, raw: Any, watch: BodyWatch, content_encoding: str | None = None) -> None:
         super().__init__(raw)
         self._self_watch = watch
-        self._self_decoding = _Decoding.of(content_encoding)
+        self._self_decoding = _Decoding.of(content_encoding, raw)
 
     @property
     def stream(self) -> Callable[..., Iterator[bytes]]:
@@ -277,7 +277,7 @@ class RawProxy(wrapt.ObjectProxy):
     def data(self) -> bytes:
         """urllib3's whole body, read (the rest of it) and kept on first use."""
         data = self.__wrapped__.data
-        if data:
+        if data and not self._self_watch.call.ended:  # else read again from urllib3's copy: seen
             self._self_seen(data, None, None)
         self._self_watch.end()
         return data
@@ -373,9 +373,14 @@ class _Decoding:
         self._decoded = 0
 
     @classmethod
-    def of(cls, content_encoding: str | None) -> _Decoding:
+    def of(cls, content_encoding: str | None, raw: Any) -> _Decoding:
+        """The decoding of a body in this content encoding, where urllib3 would decode it (it passes an
+        encoding it does not know through as it is); NONE for a plain file's body."""
         encoding = (content_encoding or "").strip().lower()
-        return cls(encoding) if encoding and encoding != "identity" else cls.NONE
+        known = getattr(raw, "CONTENT_DECODERS", ())
+        if encoding and all(member.strip() in known for member in encoding.split(",")):
+            return cls(encoding)
+        return cls.NONE
 
     def decode(self, decoded: bool | None, raw: Any) -> Callable[[bytes], bytes] | None:
         """How to decode what a read returned: None when it is plain (the read decoded it, or the body is
@@ -387,17 +392,21 @@ class _Decoding:
         return None if decoded else self._decode
 
     def _decode(self, data: bytes) -> bytes:
-        if self._decoded > MAX_DECODED or not data:
+        left = MAX_DECODED - self._decoded
+        if left <= 0 or not data:
             return b""
         try:
             if self._decoder is None:
                 from urllib3.response import _get_decoder  # what urllib3 decodes with: gzip, deflate, br, ...
 
                 self._decoder = _get_decoder(self._encoding)
-            plain = self._decoder.decompress(data)
+            try:
+                plain = self._decoder.decompress(data, max_length=left)  # urllib3 2.6 and later
+            except TypeError:
+                plain = self._decoder.decompress(data)
         except Exception:  # not what its content encoding says (or urllib3 changed): left unread
             logger.debug("otel_tokencost: a %s body could not be decoded", self._encoding, exc_info=True)
-            self._decoded = MAX_DECODED + 1
+            self._decoded = MAX_DECODED
             return b""
         self._decoded += len(plain)
         return plain
