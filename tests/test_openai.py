@@ -751,6 +751,27 @@ async def test_a_stream_left_at_its_finish_reason_is_priced(
     assert_priced(instrumented.span(), "gpt-4o-mini", 15, 7)
 
 
+def test_a_stream_of_two_choices_left_once_both_finished_is_priced(instrumented, client) -> None:
+    """With `n=2`, nothing is held until the second choice finishes; then its chunk waits for the usage."""
+    base = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
+    usage = {"prompt_tokens": 15, "completion_tokens": 7, "total_tokens": 22}
+    headers = sse_headers(
+        {**base, "choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": "stop"}]},
+        {**base, "choices": [{"index": 1, "delta": {"content": "b"}, "finish_reason": None}]},
+        {**base, "choices": [{"index": 1, "delta": {}, "finish_reason": "length"}]},
+        {**base, "choices": [], "usage": usage},
+    )
+    finished = 0
+    with stream_chat(client, n=2, extra_headers=headers) as stream:
+        for chunk in stream:
+            finished += bool(chunk.choices[0].finish_reason)
+            if finished == 2:
+                break
+    span = instrumented.span()
+    assert span.attributes[names.RESPONSE_FINISH_REASONS] == ("stop", "length")
+    assert_priced(span, "gpt-4o-mini", 15, 7)
+
+
 def test_a_stream_helper_left_when_its_content_is_done_is_priced(instrumented, client) -> None:
     with chat_stream_helper(client)(
         model="gpt-4o-mini", messages=MESSAGES, extra_headers=usage_header(15, 7)
