@@ -2072,6 +2072,42 @@ def raw_reply(body: dict | list) -> dict:
     return {"x-mock-raw-body": events, "x-mock-content-type": "text/event-stream"}
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_hosted_web_search_is_priced_per_search(instrumented, client, stream: bool) -> None:
+    """A Responses call with the web search tool bills each search (`tool_usage.web_search`) beside the
+    tokens; openai 3 declares the field, earlier SDKs keep it as an extra."""
+    done = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "status": "completed",
+        "model": "gpt-4.1",
+        "output": [],
+        "usage": {"input_tokens": 1000, "output_tokens": 200, "total_tokens": 1200},
+        "tool_usage": {"web_search": {"num_requests": 40}},
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [{"type": "web_search"}],
+    }
+    if stream:
+        created = {**done, "status": "in_progress", "usage": None, "tool_usage": None}
+        events = [
+            {"type": "response.created", "sequence_number": 0, "response": created},
+            {"type": "response.completed", "sequence_number": 1, "response": done},
+        ]
+        list(
+            client.responses.create(model="gpt-4.1", input="hi", stream=True, extra_headers=raw_reply(events))
+        )
+    else:
+        client.responses.create(model="gpt-4.1", input="hi", extra_headers=raw_reply(done))
+    span = instrumented.span()
+    assert span.attributes[names.USAGE_WEB_SEARCHES] == 40
+    searches = Decimal(40) * 10 / 1000  # genai-prices: gpt-4.1's web searches cost 10 USD per 1,000
+    assert span.attributes[names.USAGE_COST_AMOUNT] == float(genai_cost("gpt-4.1", 1000, 200) + searches)
+    (cost,) = instrumented.points(names.METRIC_COST)
+    assert cost.sum == span.attributes[names.USAGE_COST_AMOUNT]
+
+
 WEATHER_CALL = {
     "id": "call_1",
     "type": "function",

@@ -26,7 +26,7 @@ from otel_tokencost.pricing import (
     Usage,
     load,
 )
-from otel_tokencost.pricing.prices_file import RATE_FIELDS
+from otel_tokencost.pricing.prices_file import FEE_FIELDS, RATE_FIELDS
 
 NOW_NS = 1_780_000_000 * 10**9  # 2026-05-28
 
@@ -43,6 +43,7 @@ def genai_total(
         input_audio_tokens=usage.input_audio_tokens,
         output_audio_tokens=usage.output_audio_tokens,
         cache_audio_read_tokens=0,  # no chat usage tells cached audio apart: it counts as cached input
+        web_searches=usage.web_searches,
     )
     when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=when_ns // 1000)
     kwargs: dict = {"provider_id": provider} if provider else {}
@@ -127,6 +128,29 @@ def test_reasoning_tokens_cost_the_reasoning_rate(base_url: str, provider: str, 
     assert cost.usd != as_output  # the reasoning rate is not the output rate
 
 
+@pytest.mark.parametrize(
+    ("base_url", "provider", "model"),
+    [("https://api.openai.com/v1", "openai", "gpt-4.1"), ("http://127.0.0.1:9/v1", None, "gpt-5")],
+)
+def test_web_searches_cost_their_fee(base_url: str, provider: str | None, model: str) -> None:
+    """The Responses API's hosted web search bills per search (its `tool_usage`), beside the tokens."""
+    usage = Usage(input_tokens=1000, output_tokens=200, cache_read_tokens=300, web_searches=40)
+    cost = Pricer().price(base_url, model, None, usage, NOW_NS)
+    assert cost.usd == genai_total(usage, model, provider)
+    assert cost.usd - genai_total(usage._replace(web_searches=0), model, provider) == Decimal("0.4")
+
+
+def test_a_prices_file_prices_web_searches(tmp_path) -> None:
+    path = write(
+        tmp_path,
+        "prices.toml",
+        "[[providers]]\nmatch = 'gw.example'\n[providers.models.m]\ninput_mtok = 1\noutput_mtok = 2\n"
+        "web_searches_kcount = 25\n",
+    )
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000, web_searches=4)
+    assert Pricer(load(path)).price("https://gw.example/v1", "m", None, usage, NOW_NS).usd == Decimal("3.1")
+
+
 # genai-prices' price keys that bill counts no chat usage gives apart: image, video and citation tokens,
 # cache writes by TTL, tool calls, and the units of speech, transcription and OCR APIs. genai-prices bills
 # such tokens at the text rates when the usage has no count of them, as a Rate does.
@@ -139,7 +163,6 @@ OUT_OF_SCOPE_PRICE_KEYS = {
     "cache_audio_read_mtok",  # no chat usage tells cached audio apart: it is cached input
     "output_citation_mtok",
     "cache_write_1h_mtok",
-    "web_searches_kcount",
     "storage_searches_kcount",
     "audio_hours",
     "input_audio_hours",
@@ -152,7 +175,7 @@ OUT_OF_SCOPE_PRICE_KEYS = {
 
 def test_every_price_key_in_genai_prices_is_priced_or_knowingly_left_out() -> None:
     """A price key genai-prices adds fails here until a Rate prices it or it is added above."""
-    rate_keys = {*RATE_FIELDS, "requests_kcount"}
+    rate_keys = {*RATE_FIELDS, *FEE_FIELDS}
     assert rate_keys <= set(Rate.__dataclass_fields__)
     keys = set()
     for provider in get_snapshot().providers:

@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     price.add_argument("--cached", type=_count, default=0, help="input tokens read from the provider's cache")
     price.add_argument("--input-audio", type=_count, default=0, help="input audio tokens (not cached ones)")
     price.add_argument("--output-audio", type=_count, default=0, help="output audio tokens")
+    price.add_argument("--web-searches", type=_count, default=0, help="web searches of a hosted tool")
     price.add_argument("--base-url", default="", help="the client's base URL (picks the provider's prices)")
     price.add_argument("--prices", help="a prices file (TOML or JSON)")
     price.add_argument("--json", action="store_true", help="a JSON list instead of a table")
@@ -135,6 +136,7 @@ def price(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         cache_read_tokens=args.cached,
         input_audio_tokens=args.input_audio,
         output_audio_tokens=args.output_audio,
+        web_searches=args.web_searches,
     )
     span_provider = _span_provider(pricer, args.base_url)
     results = []

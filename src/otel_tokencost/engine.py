@@ -364,6 +364,8 @@ class Call:
                 attributes[names.USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
             if usage.reasoning_tokens:
                 attributes[names.USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+            if usage.web_searches:
+                attributes[names.USAGE_WEB_SEARCHES] = usage.web_searches
         return attributes
 
     def _price(self, usage: Any, attributes: dict[str, Any]) -> Cost | None:

@@ -46,6 +46,7 @@ ERROR_TYPE = "error.type"
 PRICING_SOURCE = "tokencost.pricing.source"
 BILLED_AMOUNT = "tokencost.cost.billed_amount"
 BILLED_CURRENCY = "tokencost.cost.billed_currency"
+USAGE_WEB_SEARCHES = "tokencost.usage.web_searches"  # billable web searches of a Responses hosted tool
 TRACKING_ID = "tokencost.tracking_id"
 
 CHAT = "chat"

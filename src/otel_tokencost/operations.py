@@ -275,6 +275,16 @@ def _read_response(outcome: Outcome, body: Any) -> None:
     usage = body.get("usage")
     if usage is not None:
         _take_usage(outcome, usage)
+    tool_usage = body.get("tool_usage")
+    if tool_usage is not None:
+        _take_tool_usage(outcome, tool_usage)
+
+
+def _take_tool_usage(outcome: Outcome, tool_usage: Any) -> None:
+    """The billable web searches a Responses API response's hosted tool made (`tool_usage.web_search`)."""
+    searches = count(get(get(tool_usage, "web_search"), "num_requests"))
+    if searches:
+        outcome.usage = (outcome.usage or Usage())._replace(web_searches=searches)
 
 
 def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool | None:
@@ -343,7 +353,7 @@ RESPONSE_EVENTS_WITH_BODY = frozenset(
     {"response.created", "response.completed", "response.incomplete", "response.failed"}
 )
 # What `_read_response` reads of a Responses body.
-RESPONSE_KEYS = ("model", "id", "service_tier", "status", "error", "usage")
+RESPONSE_KEYS = ("model", "id", "service_tier", "status", "error", "usage", "tool_usage")
 
 
 def _walk_response_body(body: bytes) -> dict[str, Any] | None:

@@ -162,10 +162,11 @@ def _standard_rate_at(model_info: Any) -> Callable[[int], Rate]:
 
 def _to_rate(model_price: Any) -> Rate:
     """A genai-prices ModelPrice as a Rate: its prices for the token kinds a chat usage tells apart
-    (input, cached and cache-write input, output, reasoning, audio in and out) and its fee per request.
-    Its other prices are for counts no chat usage gives (image, video and citation tokens, cache writes
-    by TTL, searches, audio hours, characters, pages): without those counts genai-prices, too, bills such
-    tokens at the text rates and the rest not at all."""
+    (input, cached and cache-write input, output, reasoning, audio in and out), its fee per request and
+    per web search (the Responses API's hosted tool counts them). Its other prices are for counts no chat
+    usage gives (image, video and citation tokens, cache writes by TTL, other searches, audio hours,
+    characters, pages): without those counts genai-prices, too, bills such tokens at the text rates and
+    the rest not at all."""
     return Rate(
         input_mtok=_per_million(getattr(model_price, "input_mtok", None)),
         output_mtok=_per_million(getattr(model_price, "output_mtok", None)),
@@ -175,6 +176,7 @@ def _to_rate(model_price: Any) -> Rate:
         input_audio_mtok=_per_million(getattr(model_price, "input_audio_mtok", None)),
         output_audio_mtok=_per_million(getattr(model_price, "output_audio_mtok", None)),
         output_reasoning_mtok=_per_million(getattr(model_price, "output_reasoning_mtok", None)),
+        web_searches_kcount=getattr(model_price, "web_searches_kcount", None),
     )
 
 

@@ -24,6 +24,7 @@ RATE_FIELDS = (
     "output_audio_mtok",
     "output_reasoning_mtok",
 )
+FEE_FIELDS = ("requests_kcount", "web_searches_kcount")  # per 1,000 requests, per 1,000 web searches
 PROVIDER_FIELDS = {"match", "currency", "usd_per_unit", "models", "prices_from", "provider"}
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_PORT = 65535
@@ -259,7 +260,7 @@ def _rate(prices: Any, where: str, currency: str, problems: list[str]) -> Rate |
     if not isinstance(prices, dict):
         problems.append(f"{where}: expected a table of prices")
         return None
-    for unknown in sorted(set(prices) - {*RATE_FIELDS, "requests_kcount"}):
+    for unknown in sorted(set(prices) - {*RATE_FIELDS, *FEE_FIELDS}):
         problems.append(f"{where}.{unknown}: unknown price field")
     if "input_mtok" not in prices and "output_mtok" not in prices:
         problems.append(f"{where}: needs input_mtok or output_mtok")
@@ -268,9 +269,9 @@ def _rate(prices: Any, where: str, currency: str, problems: list[str]) -> Rate |
         for name in RATE_FIELDS
         if name in prices
     }
-    requests = prices.get("requests_kcount")
-    if requests is not None:
-        values["requests_kcount"] = _decimal(requests, f"{where}.requests_kcount", problems)
+    for name in FEE_FIELDS:
+        if prices.get(name) is not None:
+            values[name] = _decimal(prices[name], f"{where}.{name}", problems)
     return Rate(**values, currency=currency)
 
 

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 class Usage(NamedTuple):
     """Tokens one call used; cache, audio and reasoning counts are subsets of input and output (audio
-    input is the part not read from the cache).
+    input is the part not read from the cache). And the web searches its hosted tool made (Responses).
 
     A NamedTuple rather than a frozen dataclass: one is built per call, and it is twice as fast to make.
     """
@@ -21,6 +21,7 @@ class Usage(NamedTuple):
     reasoning_tokens: int = 0
     input_audio_tokens: int = 0
     output_audio_tokens: int = 0
+    web_searches: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,8 @@ Units = int | tuple[int, tuple[tuple[int, int], ...]] | None  # a rate in intege
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """The prices of one model, per million tokens in `currency` (plus an optional per-request fee).
+    """The prices of one model, per million tokens in `currency` (plus optional fees per request and per
+    web search).
     Audio and reasoning tokens have rates of their own where the model has them; without them they are
     billed as text input and output.
 
@@ -69,9 +71,11 @@ class Rate:
     input_audio_mtok: PerMillion = None
     output_audio_mtok: PerMillion = None
     output_reasoning_mtok: PerMillion = None
+    web_searches_kcount: Decimal | None = None
     _units: tuple[Units, ...] = field(init=False, repr=False, compare=False)
     exponent: int = field(init=False, repr=False, compare=False)  # of one unit of a whole call's cost
     _request_units: int = field(init=False, repr=False, compare=False)  # the per-request fee, in units
+    _search_units: int = field(init=False, repr=False, compare=False)  # the fee per web search, in units
     _tiered: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -85,19 +89,29 @@ class Rate:
             self.output_reasoning_mtok,
         )
         scale = max((_decimals(price) for rate in rates for price in _prices(rate)), default=0)
-        if self.requests_kcount is not None:  # a fee per 1,000 requests, in the same units
-            scale = max(scale, _decimals(self.requests_kcount) - 3)
+        fees = (self.requests_kcount, self.web_searches_kcount)  # per 1,000, in the same units
+        scale = max([scale, *(_decimals(fee) - 3 for fee in fees if fee is not None)])
         set_field = object.__setattr__
         set_field(self, "_units", tuple(_units(rate, scale) for rate in rates))
         set_field(self, "exponent", -(scale + 6))
-        fee = self.requests_kcount
-        set_field(self, "_request_units", 0 if fee is None else int(fee.scaleb(scale + 3)))
+        request_fee, search_fee = (0 if fee is None else int(fee.scaleb(scale + 3)) for fee in fees)
+        set_field(self, "_request_units", request_fee)
+        set_field(self, "_search_units", search_fee)
         set_field(self, "_tiered", any(rate.__class__ is TieredRate for rate in rates))
 
     def units(self, usage: Usage) -> int:
         """The cost of `usage` in units of 10**`exponent`: cache reads and writes, audio and reasoning at
         their own rates when known, else as text input and output (as genai-prices' calc_price does)."""
-        input_tokens, output_tokens, cache_read, cache_write, reasoning, input_audio, output_audio = usage
+        (
+            input_tokens,
+            output_tokens,
+            cache_read,
+            cache_write,
+            reasoning,
+            input_audio,
+            output_audio,
+            searches,
+        ) = usage
         units = self._units
         if self._tiered:  # the rates in force for this call's input size
             units = tuple(_units_at(rate, input_tokens) for rate in units)
@@ -132,6 +146,8 @@ class Rate:
             total += input_rate * text_input
         if output_rate is not None:
             total += output_rate * text_output
+        if searches:
+            total += self._search_units * searches
         return total + self._request_units
 
 
