@@ -1613,6 +1613,15 @@ def test_a_response_asked_for_as_the_http_response_is_priced(instrumented, clien
     assert_priced(instrumented.span(), "gpt-4o-mini", 15, 7)
 
 
+def test_a_client_s_stored_base_url_is_read_without_its_property() -> None:
+    """The SDK's clients return the base URL they store (read directly: openai 3's property imports a
+    module on each access); only a class with a property of its own, the module client's, is asked."""
+    from otel_tokencost.instrumentation.openai import _stores_base_url
+
+    assert all(map(_stores_base_url, (openai.OpenAI, openai.AsyncOpenAI, openai.AzureOpenAI)))
+    assert not _stores_base_url(openai._ModuleClient)
+
+
 def test_the_module_level_client_is_measured_where_its_calls_go(instrumented, server, monkeypatch) -> None:
     """`openai.chat.completions.create` goes to `openai.base_url` as it is at each call, not as it was
     when the module-level client was made: so do its span's address and its price."""

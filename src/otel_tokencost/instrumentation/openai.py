@@ -506,7 +506,9 @@ def _stores_base_url(cls: type) -> bool:
     """Whether a client class's `base_url` is the SDK's own property, which returns the URL the client
     stores; not a subclass's own (the module-level client's, which reads `openai.base_url` each call)."""
     owner = next((kind for kind in cls.__mro__ if "base_url" in kind.__dict__), None)
-    return owner is not None and owner.__module__ in ("openai._base_client", "openai._client")
+    getter = getattr(owner.__dict__["base_url"], "fget", None) if owner is not None else None
+    # Where it is written (the SDK re-exports its classes as `openai.OpenAI`, the module client's included).
+    return getattr(getter, "__module__", None) in ("openai._base_client", "openai._client")
 
 
 def _api_version(client: Any, options: Any) -> Any:
