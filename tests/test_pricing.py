@@ -101,6 +101,35 @@ def test_cost_equals_genai_prices(base_url: str, provider: str, model: str, usag
 @pytest.mark.parametrize(
     ("base_url", "provider", "model"),
     [
+        ("https://api.together.ai/v1", "together", "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+        ("https://eu.api.openai.com/v1", "openai", "text-embedding-3-small"),
+        ("https://us.api.openai.com/v1", "openai", "gpt-4o"),
+        ("https://codestral.mistral.ai/v1", "mistral", "codestral-latest"),
+    ],
+)
+def test_a_providers_host_genai_prices_does_not_know_is_its_providers(
+    base_url: str, provider: str, model: str
+) -> None:
+    """Together's documented host, OpenAI's regional hosts, Codestral's: genai-prices' URL patterns miss
+    them, and the model-only lookup does not find every model (embeddings, `meta-llama/...`)."""
+    usage = Usage(input_tokens=1000, output_tokens=200)
+    cost = Pricer().price(base_url, model, None, usage, NOW_NS)
+    assert (cost.source, cost.usd) == (GENAI_PRICES, genai_total(usage, model, provider))
+
+
+@pytest.mark.parametrize("model", ["google/gemini-2.5-flash", "google/gemini-2.5-pro"])
+def test_vertex_ai_s_publisher_prefixed_gemini_names_are_priced(model: str) -> None:
+    base_url = (
+        "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/endpoints/openapi"
+    )
+    usage = Usage(input_tokens=1000, output_tokens=200)
+    cost = Pricer().price(base_url, model, None, usage, NOW_NS)
+    assert (cost.source, cost.usd) == (GENAI_PRICES, genai_total(usage, model[7:], "google"))
+
+
+@pytest.mark.parametrize(
+    ("base_url", "provider", "model"),
+    [
         ("https://API.GROQ.COM/openai/v1", "groq", "llama-3.3-70b-versatile"),
         ("HTTPS://Api.OpenAI.com/v1", "openai", "gpt-4o"),
     ],

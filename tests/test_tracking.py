@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import decimal
+import gc
 import json
 import logging
+import pickle
 import threading
 from decimal import Decimal
 
@@ -16,6 +19,7 @@ from opentelemetry import context as context_api
 from opentelemetry.trace import StatusCode
 
 from otel_tokencost import Budget, BudgetExceededError, OpenAIInstrumentor, RequestsInstrumentor, names, track
+from otel_tokencost import budgets as budgets_module
 from otel_tokencost.budgets import Budgets
 from otel_tokencost.pricing import Pricer
 from otel_tokencost.telemetry import Telemetry
@@ -490,3 +494,101 @@ def test_unhashable_track_attributes_still_reach_the_metrics(instrumented, clien
     (point,) = instrumented.points(names.METRIC_COST)
     assert point.count == 2 and tuple(point.attributes["app.tags"]) == ("a", "b")
     assert tuple(instrumented.spans()[0].attributes["app.tags"]) == ("a", "b")
+
+
+def test_a_stream_the_collector_ends_while_the_budgets_are_checked_does_not_hang(
+    budgeted, telemetry, client, monkeypatch
+) -> None:
+    """A stream the app dropped in a reference cycle is ended by the garbage collector, which may run
+    while this thread checks the budgets: ending it spends, under the lock the check holds."""
+    budgeted(Budget(limit=1.0))
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=usage(1000, 100)
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].finish_reason:
+            break
+    gc.disable()
+    try:
+        holder = {"stream": stream}
+        holder["self"] = holder
+        del stream, chunk, holder  # garbage in a cycle: its call ends when the collector runs
+        period_key = budgets_module._period_key
+
+        def collecting(period, now):  # a collection starting inside the lock, as any allocation may
+            gc.collect()
+            return period_key(period, now)
+
+        monkeypatch.setattr(budgets_module, "_period_key", collecting)
+        caller = threading.Thread(target=chat, args=(client,), daemon=True)
+        caller.start()
+        caller.join(timeout=20)
+    finally:
+        gc.enable()
+    assert not caller.is_alive(), "the call waited forever for the budgets' lock"
+    assert len(telemetry.spans()) == 2
+
+
+def test_a_refusal_crosses_a_process_boundary_as_it_was_made() -> None:
+    """A process pool hands a worker's exception to its parent pickled."""
+    refused = BudgetExceededError(Budget(limit=0.5, period="day"), Decimal("0.75"))
+    again = pickle.loads(pickle.dumps(refused))
+    assert (type(again), again.budget, again.spent, str(again)) == (
+        BudgetExceededError,
+        refused.budget,
+        refused.spent,
+        str(refused),
+    )
+
+
+def test_a_refused_call_is_no_call_of_the_blocks(budgeted, telemetry, client) -> None:
+    budgeted(Budget(limit=0.0))
+    with track(tracking_id="t") as spend, pytest.raises(BudgetExceededError):
+        chat(client)
+    assert (spend.calls, spend.unpriced_calls) == (0, 0)
+    assert telemetry.span().attributes[names.ERROR_TYPE] == "BudgetExceededError"  # still on the span
+
+
+def test_the_apps_decimal_context_neither_rounds_nor_raises(budgeted, telemetry, client) -> None:
+    """Money code may trap inexact results and floats, at a low precision: costs, spends and budgets
+    are counted in a context of their own."""
+    cost = genai_cost("gpt-4o-mini", 1000, 100)
+    with decimal.localcontext() as context:
+        context.prec = 3
+        context.traps[decimal.Inexact] = context.traps[decimal.FloatOperation] = True
+        budgeted(Budget(limit=50.0, period="day"))
+        with track(tracking_id="t") as spend:
+            for _ in range(3):
+                chat(client)
+    assert spend.cost == 3 * cost and spend.unpriced_calls == 0
+    assert [span.attributes[names.USAGE_COST_AMOUNT] for span in telemetry.spans()] == [float(cost)] * 3
+
+
+def test_budgets_given_as_a_generator_apply(telemetry, client) -> None:
+    import otel_tokencost
+
+    otel_tokencost.instrument(
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        budgets=(Budget(limit=limit) for limit in (0.0,)),
+    )
+    try:
+        with pytest.raises(BudgetExceededError):
+            chat(client)
+    finally:
+        otel_tokencost.uninstrument()
+
+
+def test_a_clock_set_back_counts_in_the_period_it_left(budgeted, telemetry, client) -> None:
+    """A day's budget used up just before midnight: a clock stepped back after midnight stays in the new
+    day, and does not give the old one its budget again."""
+    now = [86400 * 20_000 - 60.0]  # a minute before a UTC midnight
+    budgeted(Budget(limit=float(genai_cost("gpt-4o-mini", 1000, 100)), period="day"), clock=lambda: now[0])
+    chat(client)
+    with pytest.raises(BudgetExceededError):
+        chat(client)
+    now[0] += 61  # past midnight: a new day
+    chat(client)
+    now[0] -= 2  # stepped back across midnight
+    with pytest.raises(BudgetExceededError):
+        chat(client)

@@ -34,6 +34,17 @@ from otel_tokencost.pricing import Usage
             },
             Usage(1000, 10, cache_read_tokens=800),
         ),
+        # Databricks, and gateways passing Anthropic's usage through: Anthropic's names for cache reads
+        # and writes, subsets of prompt_tokens.
+        (
+            {
+                "prompt_tokens": 100_000,
+                "completion_tokens": 20,
+                "cache_read_input_tokens": 90_000,
+                "cache_creation_input_tokens": 5_000,
+            },
+            Usage(100_000, 20, cache_read_tokens=90_000, cache_write_tokens=5_000),
+        ),
         # Gemini and xAI: reasoning outside completion_tokens, as total_tokens shows.
         (
             {
@@ -102,6 +113,7 @@ from otel_tokencost.pricing import Usage
     ids=[
         "openai",
         "deepseek-hit-miss",
+        "anthropic-names",
         "gemini-reasoning-apart",
         "together",
         "openrouter-cache-write",

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Literal
 
 from .locks import fork_safe_lock
+from .money import MONEY
 
 logger = logging.getLogger(__name__)
 PERIODS = (None, "day", "month")
@@ -40,7 +41,7 @@ class Budget:
         if (
             isinstance(limit, bool)
             or not isinstance(limit, int | float | Decimal)
-            or Decimal(limit).is_nan()  # no spend compares with it
+            or limit != limit  # NaN: no spend compares with it
             or limit < 0
         ):
             raise ValueError(f"Budget limit must be a non-negative number of USD, not {limit!r}")
@@ -58,6 +59,9 @@ class BudgetExceededError(RuntimeError):
         self.spent = spent
         self.limit = Decimal(str(budget.limit))
         super().__init__(f"{budget.describe()} exceeded: spent {usd(spent)} USD of {usd(self.limit)} USD")
+
+    def __reduce__(self) -> tuple:  # pickled as it was made: a process pool hands it to its parent
+        return type(self), (self.budget, self.spent)
 
 
 def usd(amount: Decimal) -> str:
@@ -90,7 +94,8 @@ class _Ledger:
         self.warned = False
 
     def roll(self, key: int) -> None:
-        if key != self.period_key:
+        """Start the period `key` if it is a later one (a clock set back counts in the current one)."""
+        if key > self.period_key:
             self.period_key, self.spent, self.warned = key, Decimal(0), False
 
 
@@ -99,9 +104,9 @@ class Budgets:
 
     def __init__(self, budgets: Sequence[Budget] = (), clock: Callable[[], float] = time.time) -> None:
         self.budgets = tuple(budgets)
-        self._ledgers = [_Ledger(budget) for budget in budgets]
+        self._ledgers = [_Ledger(budget) for budget in self.budgets]
         self._clock = clock
-        self._lock = fork_safe_lock()
+        self._lock = fork_safe_lock(reentrant=True)  # a finalizer ending a dropped stream may spend
 
     def replaced(self, budgets: Sequence[Budget]) -> Budgets:
         """These budgets instead, each one also here keeping what it counted."""
@@ -118,8 +123,8 @@ class Budgets:
         """Raise for a used-up `raise` budget of a call inside `tracking_ids`; return the used-up `warn`
         budgets to report."""
         now = self._clock()
-        warnings = []
-        with self._lock:
+        warnings, first_warnings = [], []
+        with self._lock:  # read, not reported, under it: the error and the log are made once it is free
             for ledger in self._ledgers:
                 budget = ledger.budget
                 if budget.tracking_id is not None and budget.tracking_id not in tracking_ids:
@@ -128,13 +133,18 @@ class Budgets:
                 if ledger.spent < ledger.limit:
                     continue
                 if budget.action == "raise":
-                    raise BudgetExceededError(budget, ledger.spent)
+                    refused = (budget, ledger.spent)
+                    break
                 warnings.append(budget)
                 if not ledger.warned:
                     ledger.warned = True
-                    logger.warning(
-                        "otel_tokencost: %s exceeded: spent %s USD", budget.describe(), usd(ledger.spent)
-                    )
+                    first_warnings.append((budget, ledger.spent))
+            else:
+                refused = None
+        for budget, spent in first_warnings:
+            logger.warning("otel_tokencost: %s exceeded: spent %s USD", budget.describe(), usd(spent))
+        if refused is not None:
+            raise BudgetExceededError(*refused)
         return warnings
 
     def spend(self, tracking_ids: tuple[str, ...], cost: Decimal) -> None:
@@ -145,4 +155,4 @@ class Budgets:
                 budget = ledger.budget
                 if budget.tracking_id is None or budget.tracking_id in tracking_ids:
                     ledger.roll(_period_key(budget.period, now))
-                    ledger.spent += cost
+                    ledger.spent = MONEY.add(ledger.spent, cost)

@@ -40,6 +40,7 @@ SUPPRESS_KEY, SUPPRESS_KEY_PLAIN = _SUPPRESS_INSTRUMENTATION_KEY, "suppress_inst
 # The key under which the API keeps the current span, found through the API itself.
 SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 LITELLM_COST_HEADER = "x-litellm-response-cost"
+REFUSED = "BudgetExceededError"  # the error.type of a call a budget refused: never sent, never spent
 
 
 def current_call() -> Call | None:
@@ -136,7 +137,7 @@ class Call:
                 self.tracking.tracking_ids if self.tracking is not None else ()
             )
         except BudgetExceededError as error:
-            self.end(error, error_type="BudgetExceededError")
+            self.end(error, error_type=REFUSED)
             raise
         for budget in exceeded:
             self.span.add_event("tokencost.budget.exceeded", {"tokencost.budget": budget.describe()})
@@ -273,7 +274,7 @@ class Call:
                 instruments.cost.record(attributes[names.USAGE_COST_AMOUNT], metric_attributes, context)
         span.set_attributes(attributes)
         span.end()
-        if self.tracking is not None or self.telemetry.has_budgets:
+        if (self.tracking is not None or self.telemetry.has_budgets) and error_type != REFUSED:
             self._count_spend(usage, cost)
 
     def _metric_attributes(self, error_type: str | None) -> tuple[dict, dict, dict]:

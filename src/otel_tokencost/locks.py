@@ -10,9 +10,11 @@ import weakref
 _locks: weakref.WeakSet = weakref.WeakSet()
 
 
-def fork_safe_lock() -> threading.Lock:
-    """A new lock, released in a child forked while it was held."""
-    lock = threading.Lock()
+def fork_safe_lock(reentrant: bool = False) -> threading.Lock:
+    """A new lock, released in a child forked while it was held. `reentrant`: one a thread holding it
+    may take again, as a garbage collector's finalizer (a stream the app dropped, ending its call) can
+    run while that thread holds it."""
+    lock = threading.RLock() if reentrant else threading.Lock()
     _locks.add(lock)
     return lock
 

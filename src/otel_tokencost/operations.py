@@ -13,6 +13,7 @@ from typing import Any
 
 from . import names
 from .json_tail import BYTES_PER_STEP, element_members, top_level_members
+from .money import MONEY
 from .pricing import Usage
 
 _EMPTY: dict[str, Any] = {}
@@ -72,8 +73,9 @@ def count(value: Any) -> int | None:
 def parse_usage(usage: Any) -> Usage | None:
     """Usage in Chat Completions or Responses shape, in any provider's dialect.
 
-    Cached input is read from `*_tokens_details.cached_tokens`, DeepSeek's `prompt_cache_hit_tokens` or
-    Together's top-level `cached_tokens`; cache writes from `cache_write_tokens`; audio from the details'
+    Cached input is read from `*_tokens_details.cached_tokens`, DeepSeek's `prompt_cache_hit_tokens`,
+    Together's top-level `cached_tokens` or Anthropic's `cache_read_input_tokens` (Databricks, gateways);
+    cache writes from `cache_write_tokens` or `cache_creation_input_tokens`; audio from the details'
     `audio_tokens` (an audio model's input audio not read from the cache). Gemini and xAI count
     reasoning outside `completion_tokens` (their `total_tokens` says so): it is added to the output then.
     Subsets are clamped to their totals. A total that is present but not a usable count voids the usage:
@@ -109,6 +111,10 @@ def _usage(usage: Mapping[str, Any]) -> Usage | None:
         cached = get("prompt_cache_hit_tokens")  # DeepSeek
         if cached is None:
             cached = get("cached_tokens")  # Together
+            if cached is None:
+                cached = get("cache_read_input_tokens")  # Anthropic's names: Databricks, gateways
+    if cache_write is None:
+        cache_write = get("cache_creation_input_tokens")
     cache_read = min(count(cached) or 0, input_tokens) if cached else 0
     cache_write = min(count(cache_write) or 0, input_tokens - cache_read) if cache_write else 0
     if input_audio:  # apart from the cached and cache-write counts, as genai-prices reads it
@@ -186,7 +192,7 @@ def usage_cost(usage: Any) -> Decimal | None:
         return stated
     ticks = usage.get("cost_in_usd_ticks")
     if ticks.__class__ is int and ticks >= 0:
-        return Decimal(ticks) / XAI_TICKS_PER_USD
+        return MONEY.divide(Decimal(ticks), XAI_TICKS_PER_USD)
     return None
 
 

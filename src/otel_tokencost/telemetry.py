@@ -108,7 +108,8 @@ class Telemetry:
         not in force already (a budget given again keeps what it has counted)."""
         if prices is not None and prices != self.prices:
             self.pricer, self.prices = Pricer(_load_prices(prices)), prices
-        if budgets and tuple(budgets) != self.budgets.budgets:
+        budgets = tuple(budgets)  # once: a generator given is read once
+        if budgets and budgets != self.budgets.budgets:
             self.budgets = self.budgets.replaced(budgets)
             self.has_budgets = True
 

@@ -11,7 +11,6 @@ import copy
 import functools
 import inspect
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -22,6 +21,8 @@ from opentelemetry import context as context_api
 from opentelemetry.context import Context
 
 from . import names
+from .locks import fork_safe_lock
+from .money import MONEY
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TRACKING = context_api.create_key("otel_tokencost.tracking")
@@ -39,7 +40,7 @@ class Spend:
         self.output_tokens = 0
         self.cost = Decimal(0)
         self.unpriced_calls = 0
-        self._lock = threading.Lock()  # held for one addition: a plain lock, the cheapest to make per block
+        self._lock = fork_safe_lock(reentrant=True)  # a finalizer ending a dropped stream may add too
 
     def add(self, input_tokens: int, output_tokens: int, cost: Decimal | None) -> None:
         with self._lock:
@@ -49,7 +50,7 @@ class Spend:
             if cost is None:
                 self.unpriced_calls += 1
             else:
-                self.cost += cost
+                self.cost = MONEY.add(self.cost, cost)
 
     def __repr__(self) -> str:
         return (

@@ -8,7 +8,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
+from ..money import MONEY
 from .rates import PerMillion, Rate, Tier, TieredRate
 
 RateAt = Callable[[int, "str | None"], Rate]
@@ -35,12 +37,27 @@ def preload() -> None:
     provider_for_url("https://preload.invalid/")
 
 
+# Providers' own API hosts that genai-prices' URL patterns miss, and the provider whose prices apply:
+# Together's documented host, Mistral's Codestral host, OpenAI's regional hosts (eu.api.openai.com).
+MISSED_HOSTS = {"api.together.ai": "together", "codestral.mistral.ai": "mistral"}
+MISSED_HOST_SUFFIXES = ((".api.openai.com", "openai"),)
+
+
 def provider_for_url(base_url: str) -> str | None:
-    """The genai-prices provider id whose API pattern matches `base_url`, if any."""
+    """The genai-prices provider id whose API pattern matches `base_url` (scheme and host lower case),
+    or which owns a host the patterns miss; None for any other URL."""
     try:
         return _snapshot().find_provider(None, None, base_url).id
     except LookupError:
+        pass
+    try:
+        host = urlsplit(base_url).hostname or ""
+    except ValueError:
         return None
+    provider = MISSED_HOSTS.get(host)
+    if provider is None:
+        provider = next((owner for suffix, owner in MISSED_HOST_SUFFIXES if host.endswith(suffix)), None)
+    return provider
 
 
 def known_provider(provider_id: str) -> bool:
@@ -133,8 +150,9 @@ def _half(price: PerMillion) -> PerMillion:
     if price is None:
         return None
     if price.__class__ is TieredRate:
-        return TieredRate(price.base / 2, tuple(Tier(tier.start, tier.price / 2) for tier in price.tiers))
-    return price / 2
+        halves = tuple(Tier(tier.start, MONEY.divide(tier.price, 2)) for tier in price.tiers)
+        return TieredRate(MONEY.divide(price.base, 2), halves)
+    return MONEY.divide(price, 2)
 
 
 def _moment(when_ns: int) -> datetime:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
 
 from ..locks import fork_safe_lock
+from ..money import MONEY
 from . import genai
 from .genai import RateAt
 from .prices_file import FileProvider, address
@@ -45,7 +46,7 @@ class Cost:
     def stated(cls, usd: Decimal, source: str, provider: str) -> Cost:
         """A cost in USD as a provider states it (a finite, non-negative Decimal)."""
         exponent = min(usd.as_tuple().exponent, 0)
-        return cls(int(usd.scaleb(-exponent)), exponent, source, "USD", provider)
+        return cls(int(usd.scaleb(-exponent, MONEY)), exponent, source, "USD", provider)
 
     @property
     def billed(self) -> Decimal:
@@ -54,7 +55,7 @@ class Cost:
     @property
     def usd(self) -> Decimal:
         billed = self.billed
-        return billed if self.usd_per_unit is None else billed * self.usd_per_unit
+        return billed if self.usd_per_unit is None else MONEY.multiply(billed, self.usd_per_unit)
 
     @property
     def amount(self) -> float:
@@ -147,9 +148,10 @@ class Pricer:
                     return quote
         if url_provider is not None:
             quote = _genai_quote(url_provider, candidates, GENAI_PRICES)
-            if quote is not None:
-                return quote
-            return None
+            if quote is None and url_provider == "google":  # Vertex AI names Gemini `google/gemini-...`
+                unprefixed = [model[7:] for model in candidates if model.startswith("google/")]
+                quote = _genai_quote(url_provider, unprefixed, GENAI_PRICES)
+            return quote
         return _genai_quote(None, candidates, MODEL_ONLY)
 
     def provider_name(self, base_url: str) -> str | None:

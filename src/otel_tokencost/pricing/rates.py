@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
+from ..money import MONEY
+
 
 class Usage(NamedTuple):
     """Tokens one call used; cache, audio and reasoning counts are subsets of input and output (audio
@@ -94,7 +96,7 @@ class Rate:
         set_field = object.__setattr__
         set_field(self, "_units", tuple(_units(rate, scale) for rate in rates))
         set_field(self, "exponent", -(scale + 6))
-        request_fee, search_fee = (0 if fee is None else int(fee.scaleb(scale + 3)) for fee in fees)
+        request_fee, search_fee = (0 if fee is None else int(fee.scaleb(scale + 3, MONEY)) for fee in fees)
         set_field(self, "_request_units", request_fee)
         set_field(self, "_search_units", search_fee)
         set_field(self, "_tiered", any(rate.__class__ is TieredRate for rate in rates))
@@ -158,7 +160,7 @@ def exact(units: int, exponent: int) -> Decimal:
     while exponent < 0 and not units % 10:
         units //= 10
         exponent += 1
-    return Decimal(units).scaleb(exponent)
+    return Decimal(units).scaleb(exponent, MONEY)
 
 
 def as_float(units: int, exponent: int) -> float:
@@ -183,9 +185,9 @@ def _units(rate: PerMillion, scale: int) -> Units:
     if rate is None:
         return None
     if rate.__class__ is TieredRate:
-        tiers = tuple((tier.start, int(tier.price.scaleb(scale))) for tier in reversed(rate.tiers))
-        return int(rate.base.scaleb(scale)), tiers
-    return int(rate.scaleb(scale))
+        tiers = tuple((tier.start, int(tier.price.scaleb(scale, MONEY))) for tier in reversed(rate.tiers))
+        return int(rate.base.scaleb(scale, MONEY)), tiers
+    return int(rate.scaleb(scale, MONEY))
 
 
 def _units_at(units: Units, input_tokens: int) -> int | None:
