@@ -1351,6 +1351,26 @@ def test_a_responses_stream_that_ends_in_an_error_event_failed(instrumented, cli
 
 
 @pytest.mark.skipif(not HAS_RESPONSES, reason="this openai has no Responses API")
+def test_a_responses_stream_error_event_with_its_error_nested_keeps_the_code(instrumented, client) -> None:
+    """The API may nest the error (`{"type": "error", "error": {...}}`): openai 3 raises it as an APIError
+    in the app's loop, and the span's error.type is still its code."""
+    created = {"type": "response.created", "sequence_number": 0, "response": response_body("in_progress")}
+    error = {
+        "type": "error",
+        "sequence_number": 1,
+        "error": {"code": "rate_limit_exceeded", "message": "Slow"},
+    }
+    headers = {"x-mock-raw-body": sse(created, error), "x-mock-content-type": "text/event-stream"}
+    with contextlib.suppress(openai.APIError):  # openai 1.x and 2.x hand the event over; 3.x raises
+        list(client.responses.create(model="gpt-4.1", input="Hi", stream=True, extra_headers=headers))
+    span = instrumented.span()
+    assert (span.status.status_code, span.attributes[names.ERROR_TYPE]) == (
+        StatusCode.ERROR,
+        "rate_limit_exceeded",
+    )
+
+
+@pytest.mark.skipif(not HAS_RESPONSES, reason="this openai has no Responses API")
 def test_a_background_response_queued_has_no_finish_reason(instrumented, client) -> None:
     """A background response is answered `queued`, unfinished: it has not stopped for any reason."""
     headers = {

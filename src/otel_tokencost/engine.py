@@ -400,7 +400,8 @@ class Call:
 
 def _error_type(error: BaseException) -> str:
     """An HTTP error's status code (the SDK's errors carry it, `raise_for_status()`'s their response),
-    else the exception's qualified class name."""
+    else the error code an openai SDK error states (a Responses stream's `error` event), else the
+    exception's qualified class name."""
     status = getattr(error, "status_code", None)
     if status is None:
         status = getattr(getattr(error, "response", None), "status_code", None)
@@ -409,4 +410,7 @@ def _error_type(error: BaseException) -> str:
     if status.__class__ is int:
         return str(status)
     cls = type(error)
+    code = getattr(error, "code", None)
+    if code.__class__ is str and code and cls.__module__.startswith("openai"):
+        return code
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"

@@ -348,7 +348,7 @@ def _read_response_event(outcome: Outcome, event: Any) -> bool:
     if kind in RESPONSE_EVENTS_WITH_BODY:
         _read_response(outcome, get(event, "response"))
     elif kind == "error":  # the stream ends in an error, its response unfinished: the call failed
-        code = get(event, "code")
+        code = get(event, "code") or get(get(event, "error"), "code")  # flat, or nested as the API sends
         outcome.failure = code if isinstance(code, str) and code else "error"
     return False
 
