@@ -667,6 +667,24 @@ def test_responses_stream(traced, server) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "error",
+    [{"code": "rate_limit_exceeded"}, {"error": {"code": "rate_limit_exceeded"}}],
+    ids=["flat", "nested"],
+)
+def test_a_responses_stream_that_ends_in_an_error_event_failed(traced, server, error: dict) -> None:
+    created = {
+        "type": "response.created",
+        "response": {"id": "resp_1", "model": "gpt-4.1", "status": "in_progress"},
+    }
+    headers = sse_body(created, {"type": "error", "sequence_number": 1, **error})
+    response = post(
+        server, "/responses", {"model": "gpt-4.1", "input": "hi", "stream": True}, headers, stream=True
+    )
+    assert len([line for line in response.iter_lines() if line]) == 3
+    assert traced.span().attributes[names.ERROR_TYPE] == "rate_limit_exceeded"
+
+
 @pytest.mark.parametrize("capture", [False, True], ids=["members", "content captured"])
 def test_a_large_responses_stream_event_is_read_without_decoding_its_output(
     telemetry, server, monkeypatch, capture

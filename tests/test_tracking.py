@@ -552,16 +552,22 @@ def test_a_refused_call_is_no_call_of_the_blocks(budgeted, telemetry, client) ->
 def test_the_apps_decimal_context_neither_rounds_nor_raises(budgeted, telemetry, client) -> None:
     """Money code may trap inexact results and floats, at a low precision: costs, spends and budgets
     are counted in a context of their own."""
-    cost = genai_cost("gpt-4o-mini", 1000, 100)
+    cost = genai_cost("gpt-4o-mini", 1234, 567)  # more digits than the precision
+    limit = float(2 * cost)
     with decimal.localcontext() as context:
         context.prec = 3
         context.traps[decimal.Inexact] = context.traps[decimal.FloatOperation] = True
-        budgeted(Budget(limit=50.0, period="day"))
+        budgeted(Budget(limit=limit, period="day"), Budget(limit=limit, tracking_id="t", action="warn"))
         with track(tracking_id="t") as spend:
-            for _ in range(3):
-                chat(client)
-    assert spend.cost == 3 * cost and spend.unpriced_calls == 0
-    assert [span.attributes[names.USAGE_COST_AMOUNT] for span in telemetry.spans()] == [float(cost)] * 3
+            for _ in range(2):
+                chat(client, 1234, 567)
+            with pytest.raises(BudgetExceededError) as refused:
+                chat(client, 1234, 567)
+    assert spend.cost == 2 * cost and spend.unpriced_calls == 0
+    assert [span.attributes.get(names.USAGE_COST_AMOUNT) for span in telemetry.spans()] == [
+        float(cost)
+    ] * 2 + [None]
+    assert f"spent {2 * cost} USD" in str(refused.value)
 
 
 def test_budgets_given_as_a_generator_apply(telemetry, client) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import decimal
 from decimal import Decimal
 
 import pytest
 
-from otel_tokencost.operations import parse_usage, usage_cost
+from otel_tokencost.operations import RESPONSES, Outcome, parse_usage, usage_cost
 from otel_tokencost.pricing import Usage
 
 
@@ -186,3 +187,23 @@ def test_usage_dialects(raw: dict, expected: Usage) -> None:
 )
 def test_costs_providers_state(raw: dict, expected: Decimal | None) -> None:
     assert usage_cost(raw) == expected
+    with decimal.localcontext() as context:  # the app's: neither rounds nor raises
+        context.prec = 1
+        context.traps[decimal.Inexact] = True
+        assert usage_cost(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        ({"input_tokens": 1000, "output_tokens": 200}, Usage(1000, 200, web_searches=3)),
+        ({"input_tokens": -1, "output_tokens": 200}, None),  # voided: no tokens beat a wrong cost
+        (None, None),
+    ],
+    ids=["searched", "unusable-usage", "no-usage"],
+)
+def test_web_searches_go_with_usable_token_counts(usage: dict | None, expected: Usage | None) -> None:
+    outcome = Outcome()
+    body = {"status": "completed", "usage": usage, "tool_usage": {"web_search": {"num_requests": 3}}}
+    RESPONSES.read(outcome, body)
+    assert outcome.usage == expected

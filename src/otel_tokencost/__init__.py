@@ -65,6 +65,7 @@ def instrument(
     """
     from .telemetry import Telemetry
 
+    budgets = tuple(budgets)  # read once, for every engine: a generator may be given
     with _lock:
         instrumentors = {_INSTRUMENTORS[name][1]: __getattr__(name)() for name in _enabled_instrumentors()}
         existing = {

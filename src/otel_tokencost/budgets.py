@@ -66,7 +66,7 @@ class BudgetExceededError(RuntimeError):
 
 def usd(amount: Decimal) -> str:
     """An amount as plain digits (`0.0000001`, `100`), never in exponent notation."""
-    return format(amount.normalize(), "f")
+    return format(amount.normalize(MONEY), "f")
 
 
 def _period_key(period: str | None, now: float) -> int:

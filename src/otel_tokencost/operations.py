@@ -188,7 +188,7 @@ def usage_cost(usage: Any) -> Decimal | None:
         stated = reported_cost(cost)
         if stated is not None and usage.get("is_byok") is True:
             upstream = reported_cost(get(usage.get("cost_details") or _EMPTY, "upstream_inference_cost"))
-            stated += upstream or 0
+            stated = MONEY.add(stated, upstream or 0)
         return stated
     ticks = usage.get("cost_in_usd_ticks")
     if ticks.__class__ is int and ticks >= 0:
@@ -289,8 +289,8 @@ def _read_response(outcome: Outcome, body: Any) -> None:
 def _take_tool_usage(outcome: Outcome, tool_usage: Any) -> None:
     """The billable web searches a Responses API response's hosted tool made (`tool_usage.web_search`)."""
     searches = count(get(get(tool_usage, "web_search"), "num_requests"))
-    if searches:
-        outcome.usage = (outcome.usage or Usage())._replace(web_searches=searches)
+    if searches and outcome.usage is not None:  # beside usable token counts: no tokens, no cost
+        outcome.usage = outcome.usage._replace(web_searches=searches)
 
 
 def _read_choices_chunk(outcome: Outcome, chunk: Any) -> bool | None:
