@@ -46,6 +46,15 @@ def _choices_to_finish(call: Call, hide_usage_chunk: bool) -> int:
     return n if n.__class__ is int and n > 0 else 1
 
 
+def _holds(after: Any, keep: Callable[[Any], bool], pending: list) -> bool:
+    """Hold `after` as well, unless it is the end or the usage chunk (read, and hidden); whether to read
+    on."""
+    if after is _END or not keep(after):
+        return False
+    pending.append(after)
+    return True
+
+
 def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool, pending: list) -> Iterator[Any]:
     keep = _chunk_keeper(call, hide_usage_chunk)
     outcome, choices = call.outcome, _choices_to_finish(call, hide_usage_chunk)
@@ -57,25 +66,15 @@ def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool, pe
         for chunk in chunks:
             if keep(chunk):
                 if len(finished) >= choices and outcome.usage is None:
-                    held, failure = [chunk], None
+                    pending.append(chunk)  # held, with any after it, until the usage chunk is read
+                    failure = None
                     try:
-                        while len(held) < MAX_HELD:
-                            after = next(chunks, _END)
-                            if after is _END or not keep(after):  # the end, or the usage chunk (hidden)
-                                break
-                            held.append(after)
+                        while len(pending) < MAX_HELD and _holds(next(chunks, _END), keep, pending):
+                            pass
                     except Exception as error:
                         failure = error  # raised once the app has the chunks, as it would have been
-                    except BaseException:
-                        pending.extend(held)
-                        raise
-                    while held:
-                        try:
-                            yield held[0]
-                        except GeneratorExit:
-                            pending.extend(held[1:])
-                            raise
-                        del held[0]
+                    while pending:  # what a loop closed meanwhile does not take stays for the next
+                        yield pending.pop(0)
                     if failure is not None:
                         raise failure
                     continue
@@ -102,26 +101,16 @@ async def _follow_async(
             yield pending.pop(0)
         async for chunk in chunks:
             if keep(chunk):
-                if len(finished) >= choices and outcome.usage is None:
-                    held, failure = [chunk], None
+                if len(finished) >= choices and outcome.usage is None:  # as in `_follow`
+                    pending.append(chunk)
+                    failure = None
                     try:
-                        while len(held) < MAX_HELD:
-                            after = await anext(chunks, _END)
-                            if after is _END or not keep(after):
-                                break
-                            held.append(after)
+                        while len(pending) < MAX_HELD and _holds(await anext(chunks, _END), keep, pending):
+                            pass
                     except Exception as error:
                         failure = error
-                    except BaseException:
-                        pending.extend(held)
-                        raise
-                    while held:
-                        try:
-                            yield held[0]
-                        except GeneratorExit:
-                            pending.extend(held[1:])
-                            raise
-                        del held[0]
+                    while pending:
+                        yield pending.pop(0)
                     if failure is not None:
                         raise failure
                     continue
