@@ -907,6 +907,23 @@ def test_abandoned_stream_ends_its_span_when_collected(instrumented, client) -> 
     assert len(instrumented.spans()) == 1
 
 
+@pytest.mark.parametrize("closing", ["aclose", "aclosing"])
+async def test_async_stream_aclose_ends_the_span(instrumented, async_client, closing) -> None:
+    """`aclose()`, the SDK's alias of `close()`, and `contextlib.aclosing` end the call at once."""
+    stream = await async_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    if not hasattr(stream, "aclose"):
+        pytest.skip("this openai's AsyncStream has no aclose()")
+    if closing == "aclose":
+        await stream.__anext__()
+        await stream.aclose()
+    else:
+        async with contextlib.aclosing(stream):
+            await stream.__anext__()
+    span = instrumented.span()
+    assert names.USAGE_INPUT_TOKENS not in span.attributes  # closed before the usage chunk
+    assert stream.response.is_closed
+
+
 async def test_abandoned_async_stream_ends_its_span(instrumented, async_client) -> None:
     stream = await async_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
     async for _ in stream:

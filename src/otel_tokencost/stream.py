@@ -267,6 +267,14 @@ class AsyncStreamProxy(_StreamProxy):
         finally:
             self._self_call.end()
 
+    async def aclose(self) -> None:
+        """The SDK's alias of `close()` (what `contextlib.aclosing` calls): on the stream itself, it would
+        call the stream's own `close()`, not this one."""
+        try:
+            await self.__wrapped__.aclose()
+        finally:
+            self._self_call.end()
+
     async def __aenter__(self) -> AsyncStreamProxy:
         return self
 
