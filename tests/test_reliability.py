@@ -426,6 +426,84 @@ def test_no_reference_to_responses_or_streams_is_kept(both, client) -> None:
     assert len(both.spans()) == 5  # the abandoned stream and the unread response ended their spans too
 
 
+@pytest.mark.parametrize("transport", ["openai", "requests"])
+def test_a_stream_collected_inside_the_sdk_ends_at_the_next_call(server, transport) -> None:
+    """A stream dropped unfinished in a reference cycle ends when the garbage collector's pass finalizes
+    it, and that pass may run anywhere: here inside the metrics SDK while it holds a histogram's lock to
+    add an attribute set (as an allocation there may start one). Ending the call there would take that
+    lock again and hang the app; the call ends at the next call's start instead, as of its drop."""
+    import gc
+
+    from opentelemetry.sdk.metrics import AlignedHistogramBucketExemplarReservoir, MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.metrics.view import View
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    collect_in_the_sdk: list[bool] = []
+
+    def reservoirs(aggregation_type: type) -> type:  # the SDK asks, holding the instrument's lock
+        if collect_in_the_sdk:
+            collect_in_the_sdk.clear()
+            gc.collect()
+        return AlignedHistogramBucketExemplarReservoir
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    view = View(instrument_name="gen_ai.client.operation.duration", exemplar_reservoir_factory=reservoirs)
+    meter_provider = MeterProvider(metric_readers=[reader], views=[view])
+    for instrumentor in (OpenAIInstrumentor(), RequestsInstrumentor()):
+        instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+
+    def call(model: str) -> None:
+        client.chat.completions.create(model=model, messages=MESSAGES)
+
+    gc.collect()
+    gc.disable()  # the one pass is the SDK's
+    try:
+        call("gpt-4.1")  # the histograms' first records: what the SDK makes once for each is made
+        headers = {"x-mock-chunks": "5"}
+        body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+        if transport == "openai":
+            stream = client.chat.completions.create(**body, extra_headers=headers)
+            next(stream)
+        else:
+            url = f"{server.base_url}/chat/completions"
+            stream = requests.post(url, json=body, headers=headers, stream=True, timeout=10)
+            next(stream.iter_lines())
+        cycle: list = [stream]
+        cycle.append(cycle)
+        del stream, cycle  # dropped unfinished, freed by the collector's next pass alone
+
+        collect_in_the_sdk.append(True)  # the duration recorded next is a new attribute set
+        made = threading.Thread(target=call, args=("gpt-4o",), daemon=True)
+        made.start()
+        made.join(timeout=30)
+        assert not made.is_alive(), "the app hung ending the dropped stream inside the SDK"
+        assert not collect_in_the_sdk  # the pass ran where it was meant to
+        ended = [span.attributes["gen_ai.request.model"] for span in exporter.get_finished_spans()]
+        assert ended == ["gpt-4.1", "gpt-4o"]
+
+        call("o3-mini")
+    finally:
+        gc.enable()
+        OpenAIInstrumentor().uninstrument()
+        RequestsInstrumentor().uninstrument()
+    _, first, dropped, _ = exporter.get_finished_spans()  # in the order they ended
+    assert dropped.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert dropped.end_time <= first.end_time  # as of its drop, in the first call's end
+    assert dropped.status.status_code != StatusCode.ERROR
+    durations = {
+        point.attributes["gen_ai.request.model"]: point.count
+        for metric in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+        if metric.name == "gen_ai.client.operation.duration"
+        for point in metric.data.data_points
+    }
+    assert durations == {"gpt-4.1": 1, "gpt-4o-mini": 1, "gpt-4o": 1, "o3-mini": 1}
+
+
 def test_a_call_leaves_no_reference_cycle_for_the_garbage_collector(both, server) -> None:
     """A call's span, context and readings are freed by reference counting when the call is over, as
     the uninstrumented call's objects are: none waits in a cycle for the collector's next pass (20

@@ -42,8 +42,9 @@ class BodyWatch:
             if done:
                 self.end()
 
-    def end(self) -> None:
-        """The body ended, or the app is done with it: read what was seen and end the call (once)."""
+    def end(self, dropped: bool = False) -> None:
+        """The body ended, or the app is done with it: read what was seen and end the call (once).
+        `dropped`: the app dropped the response, and a finalizer ends it (`Call.end_dropped`)."""
         observer, self._observer = self._observer, None
         if observer is None or self.call.ended:
             return
@@ -51,7 +52,11 @@ class BodyWatch:
             observer.finish()
         except Exception:
             report_internal_error("reading the end of a response body")
-        self.call.end(error_type=self._error_type)
+        (self.call.end_dropped if dropped else self.call.end)(error_type=self._error_type)
+
+    def end_dropped(self) -> None:
+        """`end` for a response the app dropped, from its finalizer."""
+        self.end(dropped=True)
 
     def follow(
         self, pieces: Iterator[bytes], decode: Callable[[bytes], bytes] | None = None

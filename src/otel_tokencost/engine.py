@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping
+from functools import partial
 from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,7 @@ from .budgets import BudgetExceededError
 from .operations import Operation, Outcome, reported_cost
 from .pricing import PROVIDER, Cost
 from .providers import Endpoint
+from .put_off import inside_opentelemetry_sdk, put_off
 from .request_attributes import add_request_attributes
 from .tracking import Tracking
 
@@ -231,17 +234,34 @@ class Call:
         if self._ended:
             return
         self._ended = True
-        duration = perf_counter() - self._start
+        self._end_at(perf_counter(), None, error, error_type)
+
+    def end_dropped(self, error_type: str | None = None) -> None:
+        """`end`, from a finalizer of what the app dropped (or a generator closed as it is collected).
+        The garbage collector may run it inside OpenTelemetry's SDK, which may hold a lock that ending
+        the call takes: there the call ends, as of now, at the next call's start (see `put_off`)."""
+        if self._ended:
+            return
+        if not inside_opentelemetry_sdk(sys._getframe(1)):
+            self.end(error_type=error_type)
+            return
+        self._ended = True
+        put_off(partial(self._end_at, perf_counter(), time_ns(), None, error_type))
+
+    def _end_at(
+        self, now: float, end_ns: int | None, error: BaseException | None, error_type: str | None
+    ) -> None:
+        """End the span as of `now` (`perf_counter()`) and `end_ns` (`time_ns()`, None for now)."""
         try:
             if error_type is None:
                 if error is not None:
                     error_type = _error_type(error)
                 elif self.outcome.failure is not None:
                     error_type = self.outcome.failure  # a Responses API response that failed
-            self._finish(duration, error_type)
+            self._finish(now - self._start, error_type, end_ns)
         except Exception:
             report_internal_error("ending the span")
-            self.span.end()
+            self.span.end(end_ns)
         # The context holds the call: without it, the call and its span go as soon as the app drops
         # them rather than at the garbage collector's next pass.
         self._context = None
@@ -250,7 +270,7 @@ class Call:
     def ended(self) -> bool:
         return self._ended
 
-    def _finish(self, duration: float, error_type: str | None) -> None:
+    def _finish(self, duration: float, error_type: str | None, end_ns: int | None) -> None:
         span, outcome, instruments = self.span, self.outcome, self.telemetry.instruments
         if error_type:
             span.set_status(Status(StatusCode.ERROR))
@@ -273,7 +293,7 @@ class Call:
             if cost is not None:
                 instruments.cost.record(attributes[names.USAGE_COST_AMOUNT], metric_attributes, context)
         span.set_attributes(attributes)
-        span.end()
+        span.end(end_ns)
         if (self.tracking is not None or self.telemetry.has_budgets) and error_type != REFUSED:
             self._count_spend(usage, cost)
 

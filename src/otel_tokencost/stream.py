@@ -83,7 +83,7 @@ def _follow(stream: Any, call: Call, hide_usage_chunk: bool, passes_on: bool, pe
         call.end(error)
         raise
     except BaseException:  # closed or collected before the end, or cancelled: not an error of the call
-        call.end()
+        call.end_dropped()
         raise
     call.end()
 
@@ -119,7 +119,7 @@ async def _follow_async(
         call.end(error)
         raise
     except BaseException:
-        call.end()
+        call.end_dropped()
         raise
     call.end()
 
@@ -186,7 +186,7 @@ class _StreamProxy(wrapt.ObjectProxy):
             call, hide, passes_on = self._self_call, self._self_hide_usage_chunk, self._self_passes_on
             pending = self._self_pending
             self._self_chunks = chunks = follow(self.__wrapped__, call, hide, passes_on, pending)
-            weakref.finalize(chunks, call.end)
+            weakref.finalize(chunks, call.end_dropped)
         return chunks
 
     @property
@@ -201,7 +201,7 @@ class _StreamProxy(wrapt.ObjectProxy):
         # Dropped before iteration began: end the span (once iterating, the generator's finalizer does).
         call = getattr(self, "_self_call", None)
         if call is not None and self._self_chunks is None and not call.ended:
-            call.end()
+            call.end_dropped()
 
 
 class _ClosingResponse(wrapt.ObjectProxy):

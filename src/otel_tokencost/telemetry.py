@@ -21,6 +21,7 @@ from .locks import fork_safe_lock
 from .operations import Operation
 from .pricing import Pricer, PricesFileError, load
 from .providers import Endpoint, endpoint_for
+from .put_off import run_waiting, waiting
 from .tracking import current
 from .version import __version__
 
@@ -132,7 +133,9 @@ class Telemetry:
         """
         context = context_api.get_current()
         if context.get(IN_CALL) is not None or context.get(SUPPRESS_KEY) or context.get(SUPPRESS_KEY_PLAIN):
-            return None
+            return None  # (an exporter's own request is made suppressed, inside the SDK)
+        if waiting:  # calls dropped inside OpenTelemetry's SDK are ended here, outside it
+            run_waiting()
         call = Call(self, endpoint, operation, body, current(self.baggage_key, context), context)
         if self.has_budgets:
             call.check_budgets()

@@ -347,7 +347,7 @@ class _Patch:
             read_body(call, http_response.content)
             call.end()
         else:
-            weakref.finalize(http_response, _watch_body(http_response, call).end)
+            weakref.finalize(http_response, _watch_body(http_response, call).end_dropped)
         return http_response
 
     def _raw_response(self, call: Call, response: Any, hide_usage_chunk: bool) -> Any:
@@ -422,7 +422,7 @@ class RawResponseProxy(wrapt.ObjectProxy):
             return
         watch = self._self_watch
         if watch is not None:
-            watch.end()
+            watch.end(dropped=not closed)
         elif not self._self_followed:  # a body read before the SDK handed it over (by an event hook)
             http_response = self.__wrapped__.http_response
             if http_response.is_stream_consumed:
@@ -430,7 +430,10 @@ class RawResponseProxy(wrapt.ObjectProxy):
                     read_body(call, http_response.content)
                 except Exception:
                     report_internal_error("reading a response body")
-        call.end()
+        if closed:
+            call.end()
+        else:
+            call.end_dropped()
 
     def _self_hands_over_the_body(self, to: Any) -> bool:
         """Whether `parse(to=...)` gives the body itself: its text, its bytes or the httpx response."""

@@ -217,7 +217,7 @@ def _follow(call: Call, response: Any) -> None:
         return
     watch = BodyWatch(call, headers.get("content-type") or "", error_type)
     response.raw = RawProxy(response.raw, watch, headers.get("content-encoding"))
-    weakref.finalize(response, watch.end)  # a response dropped unclosed ends its span with what was read
+    weakref.finalize(response, watch.end_dropped)  # dropped unclosed: ends with what was read
 
 
 class RawProxy(wrapt.ObjectProxy):
