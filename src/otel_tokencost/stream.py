@@ -13,7 +13,7 @@ two calls and a look at its fields.
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from time import perf_counter
 from typing import Any
 
@@ -267,13 +267,12 @@ class AsyncStreamProxy(_StreamProxy):
         finally:
             self._self_call.end()
 
-    async def aclose(self) -> None:
-        """The SDK's alias of `close()` (what `contextlib.aclosing` calls): on the stream itself, it would
-        call the stream's own `close()`, not this one."""
-        try:
-            await self.__wrapped__.aclose()
-        finally:
-            self._self_call.end()
+    @property
+    def aclose(self) -> Callable[[], Awaitable[None]]:
+        """The SDK's alias of `close()` (what `contextlib.aclosing` calls), where its stream has one: on
+        the stream itself, it would call the stream's own `close()`, not this one."""
+        self.__wrapped__.aclose  # noqa: B018  # AttributeError where it has none, as uninstrumented
+        return self.close
 
     async def __aenter__(self) -> AsyncStreamProxy:
         return self
